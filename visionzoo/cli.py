@@ -1,0 +1,383 @@
+"""The only Hydra-aware module: composes configs and runs train / eval / predict.
+
+``train.py``, ``eval.py`` and ``predict.py`` at the repository root call the ``*_entry``
+functions. User mistakes (bad config keys, wrong model for the task, missing or corrupt data)
+end with a one-paragraph message and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn
+from hydra.experimental.callback import Callback as HydraCallback
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+import visionzoo
+from visionzoo.data.io import DataError
+from visionzoo.registry import RegistryError, list_models, model_task
+from visionzoo.tasks import TASK_MODULES
+from visionzoo.utils import atomic_write_bytes
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+GROUPS = ("task", "model", "data", "loss", "optimizer", "scheduler", "trainer", "logger",
+          "callbacks", "paths", "experiment")
+USER_ERRORS = (DataError, RegistryError, FileNotFoundError, ValueError, KeyError)
+
+if not OmegaConf.has_resolver("vz_uid"):
+    # Run folders get a random suffix so jobs started in the same second never collide.
+    OmegaConf.register_new_resolver("vz_uid", lambda: secrets.token_hex(3), use_cache=True)
+
+
+class UserError(Exception):
+    """A mistake in the command line or config; printed without a traceback."""
+
+
+# --------------------------------------------------------------------------- config checks
+def check_overrides(config_name: str, overrides: list[str]) -> None:
+    """Reject ``key=value`` overrides of keys that do not exist, listing the valid keys.
+
+    Hydra already lists the options of an unknown group choice (``model=nope``); this adds the
+    same courtesy for plain keys, which Hydra reports only as "not in struct".
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(
+        [o for o in overrides if not o.startswith("-")]
+    )
+    group_choices, keys = [], []
+    for o in parsed:
+        key = o.key_or_group
+        if key.startswith("hydra") or o.is_add() or o.is_force_add() or o.is_delete():
+            continue
+        if key.split("/")[0] in GROUPS and "." not in key:
+            value = o.value()
+            first = next(iter(value.list), None) if hasattr(value, "list") else value
+            if o.is_sweep_override() and hasattr(value, "list"):
+                first = value.list[0]
+            group_choices.append(f"{key}={first}")
+        else:
+            keys.append(key)
+    if not keys:
+        return
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        try:
+            cfg = compose(config_name=config_name, overrides=group_choices)
+        except Exception:  # Hydra reports bad group choices itself, with the valid options.
+            return
+    for key in keys:
+        parent_path, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(cfg, parent_path) if parent_path else cfg
+        if isinstance(parent, DictConfig) and leaf in parent:
+            continue
+        if not isinstance(parent, DictConfig):
+            raise UserError(f"unknown config key {key!r}: {parent_path!r} is not a section")
+        valid = ", ".join(sorted(str(k) for k in parent.keys()))
+        where = f"in {parent_path!r}" if parent_path else "at the top level"
+        raise UserError(
+            f"unknown config key {key!r}. Valid keys {where}: {valid}. "
+            f"Use +{key}=... to add a new key on purpose."
+        )
+
+
+def check_model_task(cfg: DictConfig) -> None:
+    """The chosen model must belong to the chosen task."""
+    task, name = cfg.task.name, cfg.model.name
+    try:
+        owner = model_task(name)
+    except RegistryError:
+        owner = None
+    if owner != task:
+        raise UserError(
+            f"model {name!r} is not a {task} model; models of task {task!r}: "
+            f"{', '.join(list_models(task)) or '(none yet)'}"
+        )
+    if task not in TASK_MODULES:
+        raise UserError(f"task {task!r} is not available yet; available: {', '.join(TASK_MODULES)}")
+
+
+# --------------------------------------------------------------------------- building blocks
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints are serialised in memory and renamed into place: a crash mid-write never
+    leaves a truncated ``.ckpt``."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+
+def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[pl.Callback]:
+    from pytorch_lightning.callbacks import (
+        EarlyStopping,
+        LearningRateMonitor,
+        ModelCheckpoint,
+        RichProgressBar,
+        TQDMProgressBar,
+    )
+
+    cb = cfg.callbacks
+    monitor, mode = cfg.task.monitor, cfg.task.monitor_mode
+    callbacks: list[pl.Callback] = [
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
+            save_last=cb.checkpoint.save_last, save_top_k=cb.checkpoint.save_top_k,
+            auto_insert_metric_name=False, enable_version_counter=False,
+        )
+    ]
+    if cb.lr_monitor and cfg.get("logger"):
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    if cb.progress == "rich":
+        callbacks.append(RichProgressBar(leave=True))
+    elif cb.progress == "tqdm":
+        callbacks.append(TQDMProgressBar())
+    if cb.early_stopping:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, **cb.early_stopping))
+    return callbacks
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, **extra: Any) -> pl.Trainer:
+    loggers = [hydra.utils.instantiate(v) for v in (cfg.get("logger") or {}).values()]
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    return pl.Trainer(
+        **kwargs,
+        logger=loggers or False,
+        callbacks=build_callbacks(cfg, run_dir),
+        enable_progress_bar=cfg.callbacks.progress != "none",
+        default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,  # SeededSampler shards by rank itself
+        **extra,
+    )
+
+
+def build_datamodule(data_cfg: dict[str, Any] | DictConfig) -> pl.LightningDataModule:
+    if isinstance(data_cfg, DictConfig):
+        data_cfg = OmegaConf.to_container(data_cfg, resolve=True)
+    return hydra.utils.instantiate(data_cfg, _convert_="all")
+
+
+def to_plain(cfg: Any) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+def run_dir_of() -> Path:
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def print_summary(title: str, metrics: dict[str, float], paths: dict[str, str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in sorted(metrics.items()):
+        table.add_row(k, f"{v:.4f}")
+    console = Console()
+    console.print(table)
+    for k, v in paths.items():
+        console.print(f"[bold]{k}:[/bold] {v}")
+
+
+def final_metrics(trainer: pl.Trainer, prefixes: tuple[str, ...] = ("val/", "test/")) -> dict[str, float]:
+    return {
+        k: float(v) for k, v in trainer.callback_metrics.items()
+        if k.startswith(prefixes) and torch.as_tensor(v).numel() == 1
+    }
+
+
+# --------------------------------------------------------------------------- commands
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit the configured task; returns the final validation metrics."""
+    check_model_task(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    run_dir = run_dir_of()
+    datamodule = build_datamodule(cfg.data)
+    datamodule.prepare_data()
+    meta = datamodule.meta
+    model_cfg = to_plain(cfg.model)
+    if model_cfg.get("num_classes", "absent") is None:
+        model_cfg["num_classes"] = meta["num_classes"]
+    task = to_plain(cfg.task)
+    module = TASK_MODULES[task.pop("name")](
+        model=model_cfg,
+        loss=to_plain(cfg.loss),
+        optimizer=to_plain(cfg.optimizer),
+        scheduler=to_plain(cfg.get("scheduler")) or None,
+        data_meta=meta,
+        data=to_plain(cfg.data),
+        compile=cfg.compile,
+        task_name=cfg.task.name,
+        **task,
+    )
+    trainer = build_trainer(cfg, run_dir)
+    if trainer.is_global_zero:
+        (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    ckpt = cfg.ckpt_path
+    if ckpt and not Path(ckpt).is_file():
+        raise UserError(f"ckpt_path {ckpt!r} does not exist; give the .ckpt file to resume from")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    metrics = final_metrics(trainer)
+    if module.best is not None:
+        metrics[f"{module.monitor}_best"] = module.best
+    if trainer.is_global_zero:
+        checkpoint_cb = trainer.checkpoint_callback
+        paths = {
+            "best checkpoint": checkpoint_cb.best_model_path if checkpoint_cb else "",
+            "last checkpoint": checkpoint_cb.last_model_path if checkpoint_cb else "",
+            "resolved config": str(run_dir / "config_resolved.yaml"),
+            "logs": str(trainer.log_dir or run_dir),
+        }
+        (run_dir / "metrics.json").write_text(json.dumps({"metrics": metrics, "paths": paths}, indent=1))
+        print_summary(f"{cfg.task.name} / {cfg.model.name}: final metrics", metrics, paths)
+    return metrics
+
+
+def load_checkpoint_module(ckpt_path: str) -> pl.LightningModule:
+    """Rebuild a task module from a checkpoint alone (weights_only, no pickled objects)."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise UserError(f"ckpt_path {ckpt_path!r} does not exist; pass a .ckpt written by train.py")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UserError(f"cannot read checkpoint {ckpt_path!r}: {err}") from err
+    hp = ckpt.get("hyper_parameters", {})
+    task = hp.get("task_name")
+    if task not in TASK_MODULES:
+        raise UserError(f"{ckpt_path!r} is not a visionzoo checkpoint (no known task_name)")
+    module = TASK_MODULES[task](**hp)
+    module.load_state_dict(ckpt["state_dict"])
+    module.best = ckpt.get("visionzoo", {}).get("best")
+    return module.eval()
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Evaluate a checkpoint on its own dataset (or ``data=...``) and save the metrics."""
+    module = load_checkpoint_module(cfg.ckpt_path)
+    data_cfg = cfg.data if cfg.get("data") else module.hparams.data
+    datamodule = build_datamodule(data_cfg)
+    datamodule.prepare_data()
+    run_dir = run_dir_of()
+    trainer = pl.Trainer(
+        **{k: v for k, v in to_plain(cfg.trainer).items() if v is not None},
+        logger=False, default_root_dir=str(run_dir),
+        enable_progress_bar=False, use_distributed_sampler=False,
+    )
+    stage = cfg.split
+    if stage not in ("val", "test"):
+        raise UserError(f"split={stage!r}; choose val or test")
+    run = trainer.validate if stage == "val" else trainer.test
+    run(module, dataloaders=datamodule.loader(stage))
+    metrics = final_metrics(trainer)
+    out = {"checkpoint": str(cfg.ckpt_path), "split": stage, "metrics": metrics}
+    (run_dir / "eval_metrics.json").write_text(json.dumps(out, indent=1))
+    print_summary(f"eval on {stage}", metrics, {"metrics file": str(run_dir / "eval_metrics.json")})
+    return metrics
+
+
+def predict(cfg: DictConfig) -> None:
+    """Write predictions (JSON + rendered pictures) for an image or a folder of images."""
+    from visionzoo.data.io import IMAGE_SUFFIXES, list_images
+
+    module = load_checkpoint_module(cfg.ckpt_path)
+    source = Path(cfg.input)
+    if source.is_dir():
+        files = list_images(source)
+    elif source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:
+        files = [source]
+    else:
+        raise UserError(f"input={cfg.input!r} is neither an image file nor a folder of images")
+    out_dir = Path(cfg.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    datamodule = build_datamodule(module.hparams.data)
+    records = [module.predict_file(f, out_dir, datamodule.eval_tf) for f in files]
+    result = out_dir / "predictions.json"
+    result.write_text(json.dumps(records, indent=1))
+    print(f"wrote {len(records)} predictions to {result} and pictures to {out_dir}")
+
+
+# --------------------------------------------------------------------------- sweeps
+class SweepSummary(HydraCallback):
+    """After a ``-m`` sweep, write ``summary.json`` and ``summary.csv`` in the sweep folder:
+    one row per job with its overrides and final metrics (read from each job's metrics.json)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = []
+        for job_dir in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
+            overrides_file = job_dir / ".hydra" / "overrides.yaml"
+            if not overrides_file.is_file():
+                continue
+            metrics_file = job_dir / "metrics.json"
+            metrics = json.loads(metrics_file.read_text())["metrics"] if metrics_file.is_file() else {}
+            rows.append({
+                "job": job_dir.name,
+                "overrides": list(OmegaConf.load(overrides_file)),
+                "status": "ok" if metrics_file.is_file() else "failed",
+                "metrics": metrics,
+            })
+        (sweep_dir / "summary.json").write_text(json.dumps(rows, indent=1))
+        keys = sorted({k for r in rows for k in r["metrics"]})
+        lines = [",".join(["job", "status", "overrides", *keys])]
+        for r in rows:
+            vals = [str(r["metrics"].get(k, "")) for k in keys]
+            lines.append(",".join([r["job"], r["status"], '"' + " ".join(r["overrides"]) + '"', *vals]))
+        (sweep_dir / "summary.csv").write_text("\n".join(lines) + "\n")
+        print(f"sweep summary: {sweep_dir / 'summary.csv'}")
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        return None
+
+
+# --------------------------------------------------------------------------- entry points
+def _guarded(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    def run(cfg: DictConfig) -> Any:
+        try:
+            return fn(cfg)
+        except (UserError, *USER_ERRORS) as err:
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            print(f"error: {message}", file=sys.stderr)
+            sys.exit(2)
+
+    return run
+
+
+def _entry(config_name: str, fn: Callable[[DictConfig], Any]) -> None:
+    os.environ.setdefault("WANDB_SILENT", "true")
+    try:
+        check_overrides(config_name, sys.argv[1:])
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")(_guarded(fn))()
+
+
+def train_entry() -> None:
+    _entry("train", train)
+
+
+def eval_entry() -> None:
+    _entry("eval", evaluate)
+
+
+def predict_entry() -> None:
+    _entry("predict", predict)
+
+
+__all__ = ["train", "evaluate", "predict", "train_entry", "eval_entry", "predict_entry", "visionzoo"]

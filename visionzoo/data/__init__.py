@@ -1,0 +1,1 @@
+"""Data: readers for real on-disk formats, synthetic generators that write them, transforms."""

@@ -1,0 +1,48 @@
+"""A rank-aware sampler whose order and per-sample augmentation seeds depend only on
+(seed, epoch, index), so a resumed run sees exactly the batches an uninterrupted one would."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+
+class SeededSampler(Sampler[tuple[int, int]]):
+    """Yields ``(index, sample_seed)`` pairs; datasets seed their random transforms with the
+    second item. Shards across DDP ranks itself (the trainer's sampler replacement is off),
+    padding with repeats like ``DistributedSampler`` so every rank gets the same count."""
+
+    def __init__(self, num_samples: int, *, shuffle: bool, seed: int = 0) -> None:
+        self.num_samples = num_samples
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning before every epoch."""
+        self.epoch = epoch
+
+    @staticmethod
+    def _world() -> tuple[int, int]:
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_samples / self._world()[1])
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        rank, world = self._world()
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.num_samples, generator=g).tolist()
+        else:
+            order = list(range(self.num_samples))
+        total = len(self) * world
+        order = (order * math.ceil(total / max(len(order), 1)))[:total]
+        for idx in order[rank::world]:
+            yield idx, (self.seed * 7_919 + self.epoch * 104_729 + idx) % 2**32

@@ -1,0 +1,1 @@
+"""albumentations pipelines per family."""

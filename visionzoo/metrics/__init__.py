@@ -1,0 +1,1 @@
+"""Family metrics as torchmetrics ``Metric`` objects (state is summed across DDP ranks)."""

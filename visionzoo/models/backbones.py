@@ -1,0 +1,43 @@
+"""timm feature encoders, with pretrained weights read only from a local file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch.nn as nn
+
+
+def create_encoder(
+    name: str,
+    *,
+    pretrained_file: str | None = None,
+    in_chans: int = 3,
+    out_indices: tuple[int, ...] | None = None,
+    output_stride: int | None = None,
+) -> nn.Module:
+    """A timm ``features_only`` encoder returning a list of feature maps.
+
+    ``pretrained_file`` is a path to a timm/torch state dict of the full classification model
+    (``.pth``, ``.bin`` or ``.safetensors``); nothing is ever downloaded. Decoders size
+    themselves from ``encoder.feature_info.channels()`` and ``.reduction()``.
+    """
+    if name not in timm.list_models():
+        raise ValueError(
+            f"unknown timm encoder {name!r}; pick one of timm.list_models(), e.g. resnet18, "
+            "resnet50, efficientnet_b0, convnext_tiny"
+        )
+    kwargs: dict = {"features_only": True, "in_chans": in_chans}
+    if out_indices is not None:
+        kwargs["out_indices"] = out_indices
+    if output_stride is not None and output_stride != 32:
+        kwargs["output_stride"] = output_stride
+    if pretrained_file:
+        path = Path(pretrained_file).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"pretrained weights file {str(path)!r} does not exist; set "
+                "model.pretrained_file to a local timm checkpoint or null to train from scratch"
+            )
+        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
+    return timm.create_model(name, pretrained=bool(pretrained_file), **kwargs)

@@ -1,0 +1,67 @@
+"""Whole-image and sliding-window inference with optional horizontal-flip TTA."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def _starts(size: int, crop: int, stride: int) -> list[int]:
+    if size <= crop:
+        return [0]
+    starts = list(range(0, size - crop, stride))
+    return starts + [size - crop]  # the last window is flush with the border
+
+
+def sliding_window(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    *,
+    crop: Sequence[int],
+    stride: Sequence[int],
+    num_classes: int,
+) -> torch.Tensor:
+    """Run ``model`` on overlapping ``crop`` windows every ``stride`` pixels and average the
+    logits where windows overlap. ``image`` (B, C, H, W) → logits (B, num_classes, H, W)."""
+    b, _, h, w = image.shape
+    ch, cw = min(crop[0], h), min(crop[1], w)
+    out = image.new_zeros(b, num_classes, h, w)
+    count = image.new_zeros(1, 1, h, w)
+    for y in _starts(h, ch, stride[0]):
+        for x in _starts(w, cw, stride[1]):
+            out[..., y : y + ch, x : x + cw] += model(image[..., y : y + ch, x : x + cw])
+            count[..., y : y + ch, x : x + cw] += 1
+    return out / count
+
+
+def predict_logits(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    *,
+    num_classes: int,
+    mode: str = "whole",
+    crop: Sequence[int] = (512, 512),
+    stride: Sequence[int] = (341, 341),
+    flip: bool = False,
+) -> torch.Tensor:
+    """Logits for ``image`` (B, C, H, W) by ``mode`` ``whole`` or ``slide``; with ``flip`` the
+    prediction is averaged with that of the mirrored image (flipped back)."""
+    if mode not in ("whole", "slide"):
+        raise ValueError(f"inference mode {mode!r} is not one of whole, slide")
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if mode == "whole":
+            return model(x)
+        return sliding_window(model, x, crop=crop, stride=stride, num_classes=num_classes)
+
+    logits = run(image)
+    if flip:
+        logits = 0.5 * (logits + run(image.flip(-1)).flip(-1))
+    return logits
+
+
+def resize_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bilinear resize of logits to ``size`` (H, W)."""
+    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
