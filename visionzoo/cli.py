@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 import visionzoo
@@ -81,7 +82,7 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
     for key in keys:
         parent_path, _, leaf = key.rpartition(".")
         parent = OmegaConf.select(cfg, parent_path) if parent_path else cfg
-        if isinstance(parent, DictConfig) and leaf in parent:
+        if isinstance(parent, DictConfig) and leaf in list(parent.keys()):  # `in` skips ???
             continue
         if not isinstance(parent, DictConfig):
             raise UserError(f"unknown config key {key!r}: {parent_path!r} is not a section")
@@ -202,11 +203,9 @@ def final_metrics(trainer: pl.Trainer, prefixes: tuple[str, ...] = ("val/", "tes
 
 
 # --------------------------------------------------------------------------- commands
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit the configured task; returns the final validation metrics."""
+def build_run(cfg: DictConfig, run_dir: Path, **trainer_kw: Any):
+    """The (trainer, module, datamodule) triple ``train`` fits; also used by benchmarks."""
     check_model_task(cfg)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    run_dir = run_dir_of()
     datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()
     meta = datamodule.meta
@@ -225,7 +224,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         task_name=cfg.task.name,
         **task,
     )
-    trainer = build_trainer(cfg, run_dir)
+    return build_trainer(cfg, run_dir, **trainer_kw), module, datamodule
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit the configured task; returns the final validation metrics."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    run_dir = run_dir_of()
+    trainer, module, datamodule = build_run(cfg, run_dir)
     if trainer.is_global_zero:
         (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     ckpt = cfg.ckpt_path
@@ -235,13 +241,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = final_metrics(trainer)
     if module.best is not None:
         metrics[f"{module.monitor}_best"] = module.best
+    log_dir = trainer.log_dir  # a collective call under DDP: every rank asks
     if trainer.is_global_zero:
         checkpoint_cb = trainer.checkpoint_callback
         paths = {
             "best checkpoint": checkpoint_cb.best_model_path if checkpoint_cb else "",
             "last checkpoint": checkpoint_cb.last_model_path if checkpoint_cb else "",
             "resolved config": str(run_dir / "config_resolved.yaml"),
-            "logs": str(trainer.log_dir or run_dir),
+            "logs": str(log_dir or run_dir),
         }
         (run_dir / "metrics.json").write_text(json.dumps({"metrics": metrics, "paths": paths}, indent=1))
         print_summary(f"{cfg.task.name} / {cfg.model.name}: final metrics", metrics, paths)
@@ -350,6 +357,11 @@ def _guarded(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     def run(cfg: DictConfig) -> Any:
         try:
             return fn(cfg)
+        except MissingMandatoryValue as err:
+            key = err.full_key or "?"
+            print(f"error: {key} is required but not set; add {key}=<value> to the command line",
+                  file=sys.stderr)
+            sys.exit(2)
         except (UserError, *USER_ERRORS) as err:
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
             print(f"error: {message}", file=sys.stderr)

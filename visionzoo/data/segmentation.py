@@ -103,13 +103,15 @@ class SegmentationDataModule(VisionDataModule):
                 f"data.class_names has {len(self.class_names)} names but data.num_classes is "
                 f"{self.num_classes}"
             )
+        if not 0 <= ignore_index <= 255:
+            raise DataError(f"data.ignore_index={ignore_index} must be in 0..255 (masks are 8-bit)")
         self.splits = dict(splits or {"train": "train", "val": "val", "test": "val"})
         self.images, self.masks = images, masks
         self.ignore_index = ignore_index
         self.decoder = MaskDecoder(self.num_classes, ignore_index, value_map, palette)
         norm = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
         self.train_tf = segmentation_transform(
-            train=True, image_size=image_size, ignore_index=ignore_index, **(augment or {}), **norm
+            train=True, image_size=image_size, **(augment or {}), **norm
         )
         self.eval_tf = segmentation_transform(
             train=False, image_size=eval_image_size or image_size, **norm

@@ -34,10 +34,11 @@ class SegmentationMetrics(Metric):
         preds, target = preds.reshape(-1), target.reshape(-1).long()
         keep = target != self.ignore_index if self.ignore_index is not None else slice(None)
         preds, target = preds[keep], target[keep]
-        if target.numel() and int(target.max()) >= self.num_classes:
-            raise ValueError(
-                f"target holds class id {int(target.max())} but num_classes={self.num_classes}"
-            )
+        for name, ids in (("target", target), ("prediction", preds)):
+            if ids.numel() and int(ids.max()) >= self.num_classes:
+                raise ValueError(
+                    f"{name} holds class id {int(ids.max())} but num_classes={self.num_classes}"
+                )
         idx = target * self.num_classes + preds
         self.confmat += torch.bincount(idx, minlength=self.num_classes**2).view_as(self.confmat)
 

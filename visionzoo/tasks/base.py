@@ -67,14 +67,16 @@ class VisionModule(pl.LightningModule):
     def log_metrics(self, stage: str, metrics: dict[str, Any], **kw: Any) -> None:
         """Log scalars as ``{stage}/{name}``; on validation also update ``<monitor>_best``."""
         scalars = {f"{stage}/{k}": float(v) for k, v in metrics.items()}
-        self.log_dict(scalars, **kw)
+        # Values are already reduced across ranks (torchmetrics); syncing identical scalars is
+        # cheap and keeps Lightning's epoch-level bookkeeping consistent under DDP.
+        self.log_dict(scalars, sync_dist=True, **kw)
         if stage == "val" and self.monitor in scalars and not self.trainer.sanity_checking:
             value = scalars[self.monitor]
             better = max if self.monitor_mode == "max" else min
             if not math.isnan(value):
                 self.best = value if self.best is None else better(self.best, value)
         if stage == "val" and self.best is not None:
-            self.log(f"{self.monitor}_best", self.best)
+            self.log(f"{self.monitor}_best", self.best, sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["visionzoo"] = {"best": self.best, "version": 1}

@@ -116,10 +116,15 @@ class SegmentationModule(VisionModule):
             "mean_confidence": float(conf.mean()),
         }
 
+    def on_fit_start(self) -> None:
+        # trainer.log_dir broadcasts under DDP, so every rank must ask for it, here, together.
+        log_dir = self.trainer.log_dir
+        self._plot_dir = Path(log_dir) / "plots" if log_dir else None
+
     def _write_plots(self, iou: list[float]) -> None:
-        if self.trainer.sanity_checking or self.trainer.log_dir is None:
+        folder = getattr(self, "_plot_dir", None)
+        if self.trainer.sanity_checking or folder is None:
             return
-        folder = Path(self.trainer.log_dir) / "plots"
         epoch = self.current_epoch
         bar_chart(folder / f"val_iou_epoch{epoch:03d}.png", self.class_names, iou, "val IoU")
         if self._plot_batch is None:

@@ -22,7 +22,6 @@ def segmentation_transform(
     color: float = 0.2,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-    ignore_index: int = 255,
 ) -> A.Compose:
     """Training: random scaled crop to ``image_size``, flips, 90° turns, brightness/contrast.
     Evaluation: resize to ``image_size`` (``None`` keeps the full image for whole-image or

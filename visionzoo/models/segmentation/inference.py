@@ -25,6 +25,9 @@ def sliding_window(
 ) -> torch.Tensor:
     """Run ``model`` on overlapping ``crop`` windows every ``stride`` pixels and average the
     logits where windows overlap. ``image`` (B, C, H, W) → logits (B, num_classes, H, W)."""
+    if not all(0 < s <= c for s, c in zip(stride, crop, strict=True)):
+        # a stride above the crop leaves pixels no window covers (their logits would be NaN)
+        raise ValueError(f"sliding-window stride {list(stride)} must be in 1..crop {list(crop)}")
     b, _, h, w = image.shape
     ch, cw = min(crop[0], h), min(crop[1], w)
     out = image.new_zeros(b, num_classes, h, w)

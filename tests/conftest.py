@@ -1,0 +1,53 @@
+"""Shared fixtures: isolated cache/output folders, offline W&B, a tiny synthetic config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# Small synthetic segmentation data so end-to-end runs take seconds.
+TINY_SEG = [
+    "data.synthetic.num_train=16",
+    "data.synthetic.num_val=8",
+    "data.synthetic.size=64",
+    "data.image_size=[64,64]",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "callbacks.progress=none",
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
+    base = tmp_path_factory.mktemp("vz")
+    os.environ["VISIONZOO_CACHE"] = str(base / "cache")
+    os.environ["VISIONZOO_OUTPUT"] = str(base / "outputs")
+    os.environ["VISIONZOO_SHARED_DATA"] = str(SHARED_DATA)
+    os.environ["WANDB_MODE"] = "offline"
+    os.environ["WANDB_SILENT"] = "true"
+
+
+def run_cli(script: str, *args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``python <script> args...`` from the repository root, capturing output."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=os.environ.copy(),
+    )
+
+
+def compose(overrides: list[str], run_dir: Path, config_name: str = "train"):
+    """Compose a config in-process (as the CLI would) with ``paths.run_dir`` set."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from visionzoo.cli import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return hydra_compose(config_name, overrides=[*overrides, f"paths.run_dir={run_dir}"])

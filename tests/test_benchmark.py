@@ -1,0 +1,143 @@
+"""scripts/benchmark.py: every suite runs in --tiny mode and writes well-formed results, and the
+membrane recipe the benchmark trains is the one the acceptance criterion names."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "benchmark.py"
+MEMBRANE = REPO / ".." / "shared" / "data" / "membrane"
+
+
+@functools.cache
+def _load_script() -> ModuleType:
+    """scripts/ is no package: load benchmark.py by path (registered first, as dataclasses
+    look their module up in sys.modules)."""
+    spec = importlib.util.spec_from_file_location("vz_benchmark", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_tiny(suite: str, out: Path) -> dict[str, Any]:
+    """Run one suite as `python scripts/benchmark.py <suite> --tiny --out <out>`."""
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), suite, "--tiny", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (out / f"{suite}.md").read_text().startswith("# ")
+    result = json.loads((out / f"{suite}.json").read_text())
+    assert result["suite"] == suite and result["tiny"] is True
+    assert {"platform", "cpu_count", "torch", "pytorch_lightning", "timm", "gpu"} <= set(
+        result["machine"]
+    )
+    assert result["runtime_s"] > 0
+    return result
+
+
+def _positive(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def _check_timed(summary: dict[str, Any]) -> None:
+    assert _positive(summary["images_per_s"])
+    timed = [r for r in summary["raw"] if not r["warmup"]]
+    assert timed and all(_positive(r["seconds"]) and r["images"] > 0 for r in timed)
+
+
+def test_membrane_experiment_is_the_acceptance_recipe() -> None:
+    """`experiment=membrane_unet` composes exactly the command line the issue names."""
+    from omegaconf import OmegaConf
+
+    bench = _load_script()
+    run_dir = "paths.run_dir=/tmp/unused"
+    recipe = bench.compose([bench.MEMBRANE_RECIPE, run_dir])
+    epochs = recipe.trainer.max_epochs
+    explicit = bench.compose([
+        "task=segmentation", "model=unet", "data=membrane", "model.encoder=resnet18",
+        f"trainer.max_epochs={epochs}", "seed=0", run_dir,
+    ])
+    assert OmegaConf.to_yaml(recipe) == OmegaConf.to_yaml(explicit)
+    assert recipe.data.splits.train == "0:24" and recipe.data.splits.val == "24:30"
+    assert recipe.model.pretrained_file is None  # from scratch
+
+
+def test_alternate_reverses_order_and_summary_skips_warmup() -> None:
+    bench = _load_script()
+    calls: list[str] = []
+
+    def side(name: str, seconds: float) -> Any:
+        def run() -> Any:
+            calls.append(name)
+            return bench.Measurement(seconds, images=10, steps=2)
+
+        return run
+
+    raw = bench.alternate({"a": side("a", 1.0), "b": side("b", 2.0)}, repeats=2, warmup=1)
+    assert calls == ["a", "b", "b", "a", "a", "b"]
+    summary = bench.summarize(raw["b"])
+    assert summary["repeats"] == 2 and summary["images_per_s"] == pytest.approx(5.0)
+    assert summary["steps_per_s"] == pytest.approx(1.0)
+    assert [r["warmup"] for r in raw["a"]] == [True, False, False]
+
+
+def test_limit_count_follows_lightning() -> None:
+    bench = _load_script()
+    assert bench.limit_count(None, 6) == 6
+    assert bench.limit_count(2, 6) == 2
+    assert bench.limit_count(10, 6) == 6
+    assert bench.limit_count(0.5, 6) == 3
+    assert bench.limit_count(1.0, 6) == 6
+
+
+@pytest.mark.slow
+def test_overhead_suite_tiny(tmp_path: Path) -> None:
+    result = _run_tiny("overhead", tmp_path)
+    seg = result["families"]["segmentation"]
+    for side in ("lightning", "plain", "eval"):
+        _check_timed(seg[side])
+    assert _positive(seg["ratio"])
+    assert _positive(seg["lightning"]["steps_per_s"]) and _positive(seg["peak_rss_mib"])
+
+
+@pytest.mark.slow
+def test_data_suite_tiny(tmp_path: Path) -> None:
+    result = _run_tiny("data", tmp_path)
+    synthetic = result["cases"]["segmentation/synthetic"]
+    assert set(synthetic["loader"]) == {"workers=0", "workers=1"}
+    for summary in synthetic["loader"].values():
+        _check_timed(summary)
+    _check_timed(synthetic["model_train"])
+    assert set(synthetic["bottleneck"].values()) <= {"loader", "model"}
+    if MEMBRANE.is_dir():
+        _check_timed(result["cases"]["segmentation/membrane"]["loader"]["workers=0"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MEMBRANE.is_dir(), reason="membrane data (../shared/data) not present")
+def test_segmentation_suite_tiny(tmp_path: Path) -> None:
+    result = _run_tiny("segmentation", tmp_path)
+    for side in ("ours", "smp"):
+        q = result["quality"][side]
+        assert len(q["history"]) == 1  # one validation after the single tiny epoch
+        assert 0.0 <= q["final"]["dice_fg"] <= 1.0 and 0.0 <= q["final"]["miou"] <= 1.0
+        _check_timed(result["throughput"][side])
+    assert _positive(result["throughput"]["ratio"])
+    assert result["settings"]["foreground_class"]["metric"] == "val/dice_cell"
+    assert set(result["acceptance"]) == {
+        "throughput_ratio_ge_0.95", "dice_fg_final_ours_ge_smp", "dice_fg_best_ours_ge_smp"
+    }

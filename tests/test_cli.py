@@ -1,0 +1,210 @@
+"""End-to-end behaviour of train.py / eval.py / predict.py and the run machinery."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+
+from conftest import TINY_SEG, compose, run_cli
+from visionzoo.cli import build_run, check_model_task, UserError
+from visionzoo.registry import _MODELS, list_models, register_model
+
+
+def _train(tmp_path: Path, *extra: str) -> tuple[Path, dict]:
+    run_dir = tmp_path / "run"
+    proc = run_cli("train.py", *TINY_SEG, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}", *extra)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir, json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_train_eval_predict_end_to_end(tmp_path: Path) -> None:
+    run_dir, result = _train(tmp_path)
+    assert "val/miou" in result["metrics"] and "val/miou_best" in result["metrics"]
+    best = Path(result["paths"]["best checkpoint"])
+    assert best.is_file() and (run_dir / "config_resolved.yaml").is_file()
+    assert (Path(result["paths"]["logs"]) / "metrics.csv").is_file()
+    assert list((Path(result["paths"]["logs"]) / "plots").glob("val_iou_epoch*.png"))
+
+    # Self-describing and safe to load: no pickled objects.
+    ckpt = torch.load(best, map_location="cpu", weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    assert hp["model"]["name"] == "unet" and hp["task_name"] == "segmentation"
+    assert hp["data_meta"]["class_names"] == ["background", "circle", "rectangle", "triangle"]
+
+    proc = run_cli("eval.py", f"ckpt_path={best}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluated = json.loads((tmp_path / "eval" / "eval_metrics.json").read_text())["metrics"]
+    # Same weights, same data, same metric code: eval reproduces the training-time validation.
+    assert evaluated["val/miou"] == pytest.approx(hp and result["metrics"]["val/miou"], abs=1e-6)
+
+    images = Path(json.loads((run_dir / "metrics.json").read_text())["paths"]["resolved config"])
+    cache = Path(_data_root(images))
+    out = tmp_path / "pred"
+    proc = run_cli("predict.py", f"ckpt_path={best}", f"input={cache / 'images'}", f"output={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = json.loads((out / "predictions.json").read_text())
+    assert len(records) == 24
+    first = records[0]
+    mask = np.asarray(Image.open(first["mask"]))
+    src = Image.open(first["file"])
+    assert mask.shape == (src.height, src.width) and mask.max() < 4
+    assert Image.open(first["overlay"]).size == src.size
+    assert sum(first["class_fraction"].values()) == pytest.approx(1.0)
+
+
+def _data_root(resolved_config: Path) -> str:
+    import yaml
+
+    cfg = yaml.safe_load(resolved_config.read_text())
+    return cfg["data"]["root"] or str(
+        Path(cfg["paths"]["output_root"]).parent / "cache" / "synthetic" / "segmentation_shapes"
+    )
+
+
+@pytest.mark.parametrize("model", list_models("segmentation"))
+def test_fast_dev_run_every_model(model: str, tmp_path: Path) -> None:
+    cfg = compose([f"model={model}", *TINY_SEG, "trainer.fast_dev_run=true", "logger=none"], tmp_path)
+    trainer, module, datamodule = build_run(cfg, tmp_path)
+    before = [p.detach().clone() for p in module.model.parameters()]
+    trainer.fit(module, datamodule=datamodule)
+    changed = any(not torch.equal(a, b) for a, b in zip(before, module.model.parameters()))
+    assert changed, "one optimizer step must change the weights"
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+
+
+def test_resume_continues_the_exact_schedule(tmp_path: Path) -> None:
+    """Stopped after 2 of 4 epochs and resumed from last.ckpt ends with the same weights as
+    one uninterrupted 4-epoch run (CPU, fixed seed)."""
+    overrides = [*TINY_SEG, "trainer.max_epochs=4", "logger=none", "task.plots=false",
+                 "scheduler.warmup_epochs=1"]
+
+    def fit(run_dir: Path, stop_after: int | None = None, ckpt: str | None = None):
+        pl.seed_everything(0, workers=True, verbose=False)
+        cfg = compose(overrides, run_dir)
+        trainer, module, dm = build_run(cfg, run_dir)
+        if stop_after is not None:
+            trainer.callbacks.append(_StopAfter(stop_after))
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
+        return trainer, module
+
+    _, full = fit(tmp_path / "full")
+    first, _ = fit(tmp_path / "part", stop_after=2)
+    assert first.current_epoch == 2
+    last = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    _, resumed = fit(tmp_path / "part2", ckpt=str(last))
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+    assert resumed.best == pytest.approx(full.best, abs=1e-6)
+
+
+class _StopAfter(pl.Callback):
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.current_epoch + 1 >= self.epochs:
+            trainer.should_stop = True
+
+
+def test_sweep_writes_one_folder_per_job_and_a_summary(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = run_cli("train.py", "-m", "model=unet,fcn", *TINY_SEG, "trainer.max_epochs=1",
+                   "logger=none", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "metrics.json").is_file())
+    assert [p.name for p in jobs] == ["0", "1"]
+    rows = json.loads((sweep / "summary.json").read_text())
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert any("model=unet" in r["overrides"] for r in rows)
+    assert any("model=fcn" in r["overrides"] for r in rows)
+    assert all("val/miou" in r["metrics"] for r in rows)
+    assert (sweep / "summary.csv").read_text().count("\n") == 3
+
+
+def test_run_folders_are_unique_within_one_second(tmp_path: Path) -> None:
+    """Two runs composed in the same second get different run folders (random suffix)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from visionzoo.cli import CONFIG_DIR
+
+    dirs = []
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        for _ in range(5):
+            cfg = hydra_compose("train", return_hydra_config=True)
+            run_dir = OmegaConf.select(cfg, "hydra.run.dir")
+            assert run_dir == OmegaConf.select(cfg, "hydra.run.dir"), "stable within one run"
+            dirs.append(run_dir)
+    assert len(set(dirs)) == 5
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
+    run_dir, result = _train(
+        tmp_path, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+        "trainer.precision=32-true", "trainer.sync_batchnorm=false", "trainer.benchmark=false",
+        "logger=none",
+    )
+    ckpt = torch.load(result["paths"]["last checkpoint"], map_location="cpu", weights_only=True)
+    assert ckpt["epoch"] == 0 and ckpt["global_step"] > 0
+    assert len(list((run_dir / "checkpoints").glob("*.ckpt"))) == 2  # best + last, written once
+
+
+# ----------------------------------------------------------------------------- bad input
+def _fails(proc, *needles: str) -> None:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr[-2000:]
+
+
+def test_unknown_model_lists_the_options(tmp_path: Path) -> None:
+    _fails(run_cli("train.py", "model=no_such_model"), "no_such_model", "unet", "deeplabv3")
+
+
+def test_unknown_key_lists_valid_keys(tmp_path: Path) -> None:
+    _fails(run_cli("train.py", "trainer.max_epoch=3"), "trainer.max_epoch", "max_epochs")
+
+
+def test_missing_dataset_path_names_the_key(tmp_path: Path) -> None:
+    _fails(run_cli("train.py", "data=mask_folder", "data.num_classes=2"), "data.root")
+    _fails(run_cli("train.py", "data=mask_folder", "data.num_classes=2",
+                   f"data.root={tmp_path / 'nowhere'}"), "nowhere", "data.root")
+
+
+def test_missing_checkpoint_file(tmp_path: Path) -> None:
+    _fails(run_cli("eval.py", f"ckpt_path={tmp_path / 'x.ckpt'}"), "x.ckpt", "does not exist")
+
+
+def test_corrupt_image_names_the_file(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / "images" / f"{i}.png")
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "masks" / f"{i}.png")
+    (root / "images" / "1.png").write_bytes(b"definitely not a png")
+    proc = run_cli("train.py", "data=mask_folder", f"data.root={root}", "data.num_classes=2",
+                   "data.splits={train: '0:3', val: '0:3', test: '0:3'}", "data.image_size=[32,32]",
+                   "data.num_workers=0", "trainer.max_epochs=1", "callbacks.progress=none",
+                   f"hydra.run.dir={tmp_path / 'run'}")
+    _fails(proc, "1.png", "corrupt")
+
+
+def test_model_of_another_task_is_refused(tmp_path: Path) -> None:
+    register_model("iqa", "zz_test_iqa_model")(lambda **kw: torch.nn.Identity())
+    try:
+        cfg = compose([], tmp_path)
+        cfg.model.name = "zz_test_iqa_model"
+        with pytest.raises(UserError) as err:
+            check_model_task(cfg)
+        assert "not a segmentation model" in str(err.value) and "unet" in str(err.value)
+    finally:
+        _MODELS.pop("zz_test_iqa_model")

@@ -1,0 +1,51 @@
+"""Every config file composes, and the task → default model/data wiring holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import compose
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+GROUPS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir())
+
+
+def group_options() -> list[tuple[str, str]]:
+    return [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))]
+
+
+@pytest.mark.parametrize(("group", "option"), group_options())
+def test_every_config_file_composes(group: str, option: str, tmp_path: Path) -> None:
+    overrides = [f"{group}={option}"]
+    if group == "data" and option in ("mask_folder", "voc", "camvid"):
+        overrides.append(f"data.root={tmp_path}")
+    if group == "model":
+        overrides.append(f"task={_task_of(option)}")
+    cfg = compose(overrides, tmp_path)
+    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert resolved["task"]["name"]
+    assert resolved["model"]["name"]
+
+
+def _task_of(model: str) -> str:
+    from visionzoo.registry import model_task
+
+    return model_task(model)
+
+
+@pytest.mark.parametrize("name", ["eval", "predict"])
+def test_eval_and_predict_configs_compose(name: str, tmp_path: Path) -> None:
+    cfg = compose(["ckpt_path=x.ckpt", "input=a", "output=b"] if name == "predict" else ["ckpt_path=x"],
+                  tmp_path, config_name=name)
+    assert cfg.ckpt_path
+
+
+def test_task_picks_its_default_model_and_data(tmp_path: Path) -> None:
+    cfg = compose(["task=segmentation"], tmp_path)
+    assert cfg.model.name == "unet"
+    assert cfg.data.synthetic.name == "segmentation_shapes"
+    cfg = compose(["task=segmentation", "model=fcn"], tmp_path)
+    assert cfg.model.name == "fcn", "a command-line model= must win over the task's default"

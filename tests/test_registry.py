@@ -1,0 +1,63 @@
+"""Registry behaviour and the model configs ↔ registry correspondence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import visionzoo
+from visionzoo.registry import RegistryError, model_task
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def model_configs() -> dict[str, dict]:
+    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted((CONFIGS / "model").glob("*.yaml"))}
+
+
+def test_every_model_config_names_a_registered_model() -> None:
+    for stem, cfg in model_configs().items():
+        assert cfg["name"] == stem, f"configs/model/{stem}.yaml must set name: {stem}"
+        assert cfg["name"] in visionzoo.list_models()
+
+
+def test_every_registered_model_has_a_config() -> None:
+    assert set(visionzoo.list_models()) == set(model_configs())
+
+
+def test_model_config_task_matches_a_task_config() -> None:
+    tasks = {p.stem for p in (CONFIGS / "task").glob("*.yaml")}
+    for name in visionzoo.list_models():
+        assert model_task(name) in tasks
+
+
+def test_list_models_filters_by_task() -> None:
+    seg = visionzoo.list_models("segmentation")
+    assert {"unet", "fcn", "deeplabv3", "deeplabv3plus"} <= set(seg)
+    assert visionzoo.list_models("iqa") == [] or "unet" not in visionzoo.list_models("iqa")
+
+
+def test_unknown_model_message_lists_models() -> None:
+    with pytest.raises(RegistryError) as err:
+        visionzoo.create_model("no_such_net", num_classes=2)
+    assert "no_such_net" in str(err.value) and "unet" in str(err.value)
+
+
+def test_duplicate_registration_is_refused() -> None:
+    with pytest.raises(RegistryError, match="twice"):
+        visionzoo.register_model("segmentation", "unet")(lambda **kw: None)
+
+
+@pytest.mark.parametrize("name", visionzoo.list_models())
+def test_forward_every_registered_model(name: str) -> None:
+    """Each model's config defaults build a model whose forward gives per-pixel logits."""
+    cfg = {k: v for k, v in model_configs()[name].items() if k != "name"}
+    cfg["num_classes"] = 3
+    model = visionzoo.create_model(name, **cfg).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 40, 56))
+    assert out.shape == (1, 3, 40, 56)
+    assert torch.isfinite(out).all()
