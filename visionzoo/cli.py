@@ -154,6 +154,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, **extra: Any) -> pl.Trainer:
     loggers = [hydra.utils.instantiate(v) for v in (cfg.get("logger") or {}).values()]
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if kwargs.get("accelerator") == "cpu" and kwargs.get("sync_batchnorm"):
+        raise UserError(
+            "trainer.sync_batchnorm=true needs GPUs; add trainer.sync_batchnorm=false for DDP on CPU"
+        )
     return pl.Trainer(
         **kwargs,
         logger=loggers or False,
