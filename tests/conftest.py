@@ -34,11 +34,17 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["WANDB_SILENT"] = "true"
 
 
-def run_cli(script: str, *args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    script: str, *args: str, cwd: Path = ROOT, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Run ``python <script> args...`` from the repository root, capturing output."""
     return subprocess.run(
         [sys.executable, str(ROOT / script), *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=os.environ.copy(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ.copy(),
     )
 
 

@@ -9,16 +9,18 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import TINY_SEG, compose, run_cli
 from PIL import Image
 
-from conftest import TINY_SEG, compose, run_cli
-from visionzoo.cli import build_run, check_model_task, UserError
+from visionzoo.cli import UserError, build_run, check_model_task
 from visionzoo.registry import _MODELS, list_models, register_model
 
 
 def _train(tmp_path: Path, *extra: str) -> tuple[Path, dict]:
     run_dir = tmp_path / "run"
-    proc = run_cli("train.py", *TINY_SEG, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}", *extra)
+    proc = run_cli(
+        "train.py", *TINY_SEG, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}", *extra
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir, json.loads((run_dir / "metrics.json").read_text())
 
@@ -69,11 +71,15 @@ def _data_root(resolved_config: Path) -> str:
 
 @pytest.mark.parametrize("model", list_models("segmentation"))
 def test_fast_dev_run_every_model(model: str, tmp_path: Path) -> None:
-    cfg = compose([f"model={model}", *TINY_SEG, "trainer.fast_dev_run=true", "logger=none"], tmp_path)
+    cfg = compose(
+        [f"model={model}", *TINY_SEG, "trainer.fast_dev_run=true", "logger=none"], tmp_path
+    )
     trainer, module, datamodule = build_run(cfg, tmp_path)
     before = [p.detach().clone() for p in module.model.parameters()]
     trainer.fit(module, datamodule=datamodule)
-    changed = any(not torch.equal(a, b) for a, b in zip(before, module.model.parameters()))
+    changed = any(
+        not torch.equal(a, b) for a, b in zip(before, module.model.parameters(), strict=True)
+    )
     assert changed, "one optimizer step must change the weights"
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
 
@@ -81,8 +87,13 @@ def test_fast_dev_run_every_model(model: str, tmp_path: Path) -> None:
 def test_resume_continues_the_exact_schedule(tmp_path: Path) -> None:
     """Stopped after 2 of 4 epochs and resumed from last.ckpt ends with the same weights as
     one uninterrupted 4-epoch run (CPU, fixed seed)."""
-    overrides = [*TINY_SEG, "trainer.max_epochs=4", "logger=none", "task.plots=false",
-                 "scheduler.warmup_epochs=1"]
+    overrides = [
+        *TINY_SEG,
+        "trainer.max_epochs=4",
+        "logger=none",
+        "task.plots=false",
+        "scheduler.warmup_epochs=1",
+    ]
 
     def fit(run_dir: Path, stop_after: int | None = None, ckpt: str | None = None):
         pl.seed_everything(0, workers=True, verbose=False)
@@ -98,7 +109,7 @@ def test_resume_continues_the_exact_schedule(tmp_path: Path) -> None:
     assert first.current_epoch == 2
     last = tmp_path / "part" / "checkpoints" / "last.ckpt"
     _, resumed = fit(tmp_path / "part2", ckpt=str(last))
-    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), name
     assert resumed.best == pytest.approx(full.best, abs=1e-6)
 
@@ -114,8 +125,15 @@ class _StopAfter(pl.Callback):
 
 def test_sweep_writes_one_folder_per_job_and_a_summary(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    proc = run_cli("train.py", "-m", "model=unet,fcn", *TINY_SEG, "trainer.max_epochs=1",
-                   "logger=none", f"hydra.sweep.dir={sweep}")
+    proc = run_cli(
+        "train.py",
+        "-m",
+        "model=unet,fcn",
+        *TINY_SEG,
+        "trainer.max_epochs=1",
+        "logger=none",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "metrics.json").is_file())
     assert [p.name for p in jobs] == ["0", "1"]
@@ -148,8 +166,13 @@ def test_run_folders_are_unique_within_one_second(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
     run_dir, result = _train(
-        tmp_path, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-        "trainer.precision=32-true", "trainer.sync_batchnorm=false", "trainer.benchmark=false",
+        tmp_path,
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.precision=32-true",
+        "trainer.sync_batchnorm=false",
+        "trainer.benchmark=false",
         "logger=none",
     )
     ckpt = torch.load(result["paths"]["last checkpoint"], map_location="cpu", weights_only=True)
@@ -175,8 +198,16 @@ def test_unknown_key_lists_valid_keys(tmp_path: Path) -> None:
 
 def test_missing_dataset_path_names_the_key(tmp_path: Path) -> None:
     _fails(run_cli("train.py", "data=mask_folder", "data.num_classes=2"), "data.root")
-    _fails(run_cli("train.py", "data=mask_folder", "data.num_classes=2",
-                   f"data.root={tmp_path / 'nowhere'}"), "nowhere", "data.root")
+    _fails(
+        run_cli(
+            "train.py",
+            "data=mask_folder",
+            "data.num_classes=2",
+            f"data.root={tmp_path / 'nowhere'}",
+        ),
+        "nowhere",
+        "data.root",
+    )
 
 
 def test_missing_checkpoint_file(tmp_path: Path) -> None:
@@ -191,10 +222,18 @@ def test_corrupt_image_names_the_file(tmp_path: Path) -> None:
         Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / "images" / f"{i}.png")
         Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "masks" / f"{i}.png")
     (root / "images" / "1.png").write_bytes(b"definitely not a png")
-    proc = run_cli("train.py", "data=mask_folder", f"data.root={root}", "data.num_classes=2",
-                   "data.splits={train: '0:3', val: '0:3', test: '0:3'}", "data.image_size=[32,32]",
-                   "data.num_workers=0", "trainer.max_epochs=1", "callbacks.progress=none",
-                   f"hydra.run.dir={tmp_path / 'run'}")
+    proc = run_cli(
+        "train.py",
+        "data=mask_folder",
+        f"data.root={root}",
+        "data.num_classes=2",
+        "data.splits={train: '0:3', val: '0:3', test: '0:3'}",
+        "data.image_size=[32,32]",
+        "data.num_workers=0",
+        "trainer.max_epochs=1",
+        "callbacks.progress=none",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     _fails(proc, "1.png", "corrupt")
 
 

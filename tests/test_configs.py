@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
-
 from conftest import compose
+from omegaconf import OmegaConf
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir())
@@ -38,8 +37,11 @@ def _task_of(model: str) -> str:
 
 @pytest.mark.parametrize("name", ["eval", "predict"])
 def test_eval_and_predict_configs_compose(name: str, tmp_path: Path) -> None:
-    cfg = compose(["ckpt_path=x.ckpt", "input=a", "output=b"] if name == "predict" else ["ckpt_path=x"],
-                  tmp_path, config_name=name)
+    cfg = compose(
+        ["ckpt_path=x.ckpt", "input=a", "output=b"] if name == "predict" else ["ckpt_path=x"],
+        tmp_path,
+        config_name=name,
+    )
     assert cfg.ckpt_path
 
 

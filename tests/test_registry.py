@@ -15,7 +15,9 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def model_configs() -> dict[str, dict]:
-    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted((CONFIGS / "model").glob("*.yaml"))}
+    return {
+        p.stem: yaml.safe_load(p.read_text()) for p in sorted((CONFIGS / "model").glob("*.yaml"))
+    }
 
 
 def test_every_model_config_names_a_registered_model() -> None:

@@ -33,8 +33,19 @@ from visionzoo.tasks import TASK_MODULES
 from visionzoo.utils import atomic_write_bytes
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
-GROUPS = ("task", "model", "data", "loss", "optimizer", "scheduler", "trainer", "logger",
-          "callbacks", "paths", "experiment")
+GROUPS = (
+    "task",
+    "model",
+    "data",
+    "loss",
+    "optimizer",
+    "scheduler",
+    "trainer",
+    "logger",
+    "callbacks",
+    "paths",
+    "experiment",
+)
 USER_ERRORS = (DataError, RegistryError, FileNotFoundError, ValueError, KeyError)
 
 if not OmegaConf.has_resolver("vz_uid"):
@@ -115,7 +126,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints are serialised in memory and renamed into place: a crash mid-write never
     leaves a truncated ``.ckpt``."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+    ) -> None:
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         atomic_write_bytes(path, buffer.getvalue())
@@ -134,9 +147,14 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[pl.Callback]:
     monitor, mode = cfg.task.monitor, cfg.task.monitor_mode
     callbacks: list[pl.Callback] = [
         ModelCheckpoint(
-            dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
-            save_last=cb.checkpoint.save_last, save_top_k=cb.checkpoint.save_top_k,
-            auto_insert_metric_name=False, enable_version_counter=False,
+            dirpath=run_dir / "checkpoints",
+            filename="best",
+            monitor=monitor,
+            mode=mode,
+            save_last=cb.checkpoint.save_last,
+            save_top_k=cb.checkpoint.save_top_k,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
         )
     ]
     if cb.lr_monitor and cfg.get("logger"):
@@ -156,7 +174,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, **extra: Any) -> pl.Trainer:
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if kwargs.get("accelerator") == "cpu" and kwargs.get("sync_batchnorm"):
         raise UserError(
-            "trainer.sync_batchnorm=true needs GPUs; add trainer.sync_batchnorm=false for DDP on CPU"
+            "trainer.sync_batchnorm=true needs GPUs; "
+            "add trainer.sync_batchnorm=false for DDP on CPU"
         )
     return pl.Trainer(
         **kwargs,
@@ -199,9 +218,12 @@ def print_summary(title: str, metrics: dict[str, float], paths: dict[str, str]) 
         console.print(f"[bold]{k}:[/bold] {v}")
 
 
-def final_metrics(trainer: pl.Trainer, prefixes: tuple[str, ...] = ("val/", "test/")) -> dict[str, float]:
+def final_metrics(
+    trainer: pl.Trainer, prefixes: tuple[str, ...] = ("val/", "test/")
+) -> dict[str, float]:
     return {
-        k: float(v) for k, v in trainer.callback_metrics.items()
+        k: float(v)
+        for k, v in trainer.callback_metrics.items()
         if k.startswith(prefixes) and torch.as_tensor(v).numel() == 1
     }
 
@@ -254,7 +276,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "resolved config": str(run_dir / "config_resolved.yaml"),
             "logs": str(log_dir or run_dir),
         }
-        (run_dir / "metrics.json").write_text(json.dumps({"metrics": metrics, "paths": paths}, indent=1))
+        (run_dir / "metrics.json").write_text(
+            json.dumps({"metrics": metrics, "paths": paths}, indent=1)
+        )
         print_summary(f"{cfg.task.name} / {cfg.model.name}: final metrics", metrics, paths)
     return metrics
 
@@ -287,8 +311,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     run_dir = run_dir_of()
     trainer = pl.Trainer(
         **{k: v for k, v in to_plain(cfg.trainer).items() if v is not None},
-        logger=False, default_root_dir=str(run_dir),
-        enable_progress_bar=False, use_distributed_sampler=False,
+        logger=False,
+        default_root_dir=str(run_dir),
+        enable_progress_bar=False,
+        use_distributed_sampler=False,
     )
     stage = cfg.split
     if stage not in ("val", "test"):
@@ -336,19 +362,25 @@ class SweepSummary(HydraCallback):
             if not overrides_file.is_file():
                 continue
             metrics_file = job_dir / "metrics.json"
-            metrics = json.loads(metrics_file.read_text())["metrics"] if metrics_file.is_file() else {}
-            rows.append({
-                "job": job_dir.name,
-                "overrides": list(OmegaConf.load(overrides_file)),
-                "status": "ok" if metrics_file.is_file() else "failed",
-                "metrics": metrics,
-            })
+            metrics = (
+                json.loads(metrics_file.read_text())["metrics"] if metrics_file.is_file() else {}
+            )
+            rows.append(
+                {
+                    "job": job_dir.name,
+                    "overrides": list(OmegaConf.load(overrides_file)),
+                    "status": "ok" if metrics_file.is_file() else "failed",
+                    "metrics": metrics,
+                }
+            )
         (sweep_dir / "summary.json").write_text(json.dumps(rows, indent=1))
         keys = sorted({k for r in rows for k in r["metrics"]})
         lines = [",".join(["job", "status", "overrides", *keys])]
         for r in rows:
             vals = [str(r["metrics"].get(k, "")) for k in keys]
-            lines.append(",".join([r["job"], r["status"], '"' + " ".join(r["overrides"]) + '"', *vals]))
+            lines.append(
+                ",".join([r["job"], r["status"], '"' + " ".join(r["overrides"]) + '"', *vals])
+            )
         (sweep_dir / "summary.csv").write_text("\n".join(lines) + "\n")
         print(f"sweep summary: {sweep_dir / 'summary.csv'}")
 
@@ -363,8 +395,10 @@ def _guarded(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
             return fn(cfg)
         except MissingMandatoryValue as err:
             key = err.full_key or "?"
-            print(f"error: {key} is required but not set; add {key}=<value> to the command line",
-                  file=sys.stderr)
+            print(
+                f"error: {key} is required but not set; add {key}=<value> to the command line",
+                file=sys.stderr,
+            )
             sys.exit(2)
         except (UserError, *USER_ERRORS) as err:
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
@@ -396,4 +430,12 @@ def predict_entry() -> None:
     _entry("predict", predict)
 
 
-__all__ = ["train", "evaluate", "predict", "train_entry", "eval_entry", "predict_entry", "visionzoo"]
+__all__ = [
+    "train",
+    "evaluate",
+    "predict",
+    "train_entry",
+    "eval_entry",
+    "predict_entry",
+    "visionzoo",
+]

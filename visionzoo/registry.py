@@ -68,7 +68,9 @@ def list_losses() -> list[str]:
 def model_task(name: str) -> str:
     """The task family a registered model belongs to."""
     if name not in _MODELS:
-        raise RegistryError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+        raise RegistryError(
+            f"unknown model {name!r}; registered models: {', '.join(list_models())}"
+        )
     return _MODELS[name][0]
 
 

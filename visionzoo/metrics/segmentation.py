@@ -28,7 +28,7 @@ class SegmentationMetrics(Metric):
         )
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        """``preds``: class ids (B, H, W) or logits (B, C, H, W); ``target``: class ids (B, H, W)."""
+        """``preds``: class ids (B, H, W) or logits (B, C, H, W); ``target``: ids (B, H, W)."""
         if preds.ndim == target.ndim + 1:
             preds = preds.argmax(dim=1)
         preds, target = preds.reshape(-1), target.reshape(-1).long()

@@ -62,7 +62,10 @@ class VisionModule(pl.LightningModule):
         scheduler = call_spec(
             spec, optimizer, total_steps=total, steps_per_epoch=max(math.ceil(total / epochs), 1)
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     def log_metrics(self, stage: str, metrics: dict[str, Any], **kw: Any) -> None:
         """Log scalars as ``{stage}/{name}``; on validation also update ``<monitor>_best``."""

@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-
 from PIL import Image
 
 from visionzoo.data.io import read_rgb
@@ -57,7 +56,8 @@ class SegmentationModule(VisionModule):
         terms = {k: v for k, v in getattr(self.loss_fn, "last_terms", {}).items()}
         self.log_dict(
             {"train/loss": loss.detach(), **{f"train/{k}": v for k, v in terms.items()}},
-            prog_bar=True, batch_size=batch["image"].shape[0],
+            prog_bar=True,
+            batch_size=batch["image"].shape[0],
         )
         return loss
 
@@ -67,8 +67,11 @@ class SegmentationModule(VisionModule):
         self.log(f"{stage}/loss", loss, batch_size=batch["image"].shape[0], sync_dist=True)
         self.metrics[stage].update(logits.argmax(1), batch["mask"])
         if batch_idx == 0 and stage == "val":
-            self._plot_batch = {"image": batch["image"][:4].cpu(), "mask": batch["mask"][:4].cpu(),
-                                "pred": logits[:4].argmax(1).cpu()}
+            self._plot_batch = {
+                "image": batch["image"][:4].cpu(),
+                "mask": batch["mask"][:4].cpu(),
+                "pred": logits[:4].argmax(1).cpu(),
+            }
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step("val", batch, batch_idx)
@@ -135,7 +138,9 @@ class SegmentationModule(VisionModule):
             [img, overlay_mask(img, np.where(m == self.ignore_index, 0, m)), overlay_mask(img, p)]
             for img, m, p in zip(images, b["mask"].numpy(), b["pred"].numpy(), strict=True)
         ]
-        image_grid(folder / f"val_samples_epoch{epoch:03d}.png", rows, ["image", "truth", "prediction"])
+        image_grid(
+            folder / f"val_samples_epoch{epoch:03d}.png", rows, ["image", "truth", "prediction"]
+        )
 
 
 def denormalize(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> list[np.ndarray]:

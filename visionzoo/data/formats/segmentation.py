@@ -23,7 +23,8 @@ def _select(items: list[Path], split: str | None, split_dir: Path) -> list[Path]
     split_file = split_dir / f"{split}.txt"
     if not split_file.is_file():
         raise DataError(
-            f"split file {str(split_file)!r} does not exist; set data.splits.<stage> to an existing "
+            f"split file {str(split_file)!r} does not exist; set data.splits.<stage> to an "
+            "existing "
             "split name, a slice like '0:24', or null for all images"
         )
     by_stem = {p.stem: p for p in items}
@@ -71,13 +72,40 @@ def camvid_pairs(root: str | Path, split: str | None) -> list[Pair]:
 
 
 CAMVID_CLASSES = (
-    "sky", "building", "pole", "road", "pavement", "tree",
-    "sign_symbol", "fence", "car", "pedestrian", "bicyclist",
+    "sky",
+    "building",
+    "pole",
+    "road",
+    "pavement",
+    "tree",
+    "sign_symbol",
+    "fence",
+    "car",
+    "pedestrian",
+    "bicyclist",
 )
 VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 
 

@@ -22,7 +22,9 @@ def _draw_shape(draw: ImageDraw.ImageDraw, cls: int, box: tuple[int, ...], fill)
         draw.polygon([((x0 + x1) // 2, y0), (x1, y1), (x0, y1)], fill=fill)
 
 
-def render_shapes(rng: np.random.Generator, size: int, max_shapes: int) -> tuple[Image.Image, Image.Image]:
+def render_shapes(
+    rng: np.random.Generator, size: int, max_shapes: int
+) -> tuple[Image.Image, Image.Image]:
     """One image and its mask: a smooth random-colour background with noise, then 1..max_shapes
     shapes of random class, colour and size; later shapes occlude earlier ones in both."""
     yy, xx = np.mgrid[0:size, 0:size] / size
@@ -45,8 +47,13 @@ def render_shapes(rng: np.random.Generator, size: int, max_shapes: int) -> tuple
 
 @register_generator("segmentation_shapes")
 def write_segmentation_shapes(
-    out_dir: Path, *, num_train: int = 200, num_val: int = 50, size: int = 128,
-    max_shapes: int = 4, seed: int = 0,
+    out_dir: Path,
+    *,
+    num_train: int = 200,
+    num_val: int = 50,
+    size: int = 128,
+    max_shapes: int = 4,
+    seed: int = 0,
 ) -> None:
     """Write ``images/*.png``, ``masks/*.png`` (class ids) and ``splits/{train,val}.txt``."""
     rng = np.random.default_rng(seed)

@@ -30,7 +30,9 @@ def segmentation_transform(
     if train:
         if image_size is None:
             raise ValueError("data.image_size must be set for training crops")
-        ops.append(A.RandomResizedCrop(size=tuple(image_size), scale=tuple(scale), ratio=(0.75, 1.333)))
+        ops.append(
+            A.RandomResizedCrop(size=tuple(image_size), scale=tuple(scale), ratio=(0.75, 1.333))
+        )
         if hflip:
             ops.append(A.HorizontalFlip(p=hflip))
         if vflip:

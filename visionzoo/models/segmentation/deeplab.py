@@ -1,4 +1,4 @@
-"""DeepLabv3 (Chen et al. 2017) and DeepLabv3+ (Chen et al., ECCV 2018) on a dilated timm encoder."""
+"""DeepLabv3 (Chen et al. 2017) and DeepLabv3+ (Chen et al., ECCV 2018) on dilated timm encoders."""
 
 from __future__ import annotations
 
@@ -119,5 +119,7 @@ class DeepLabV3Plus(_DeepLabBase):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.encoder(x)
         low = self.low_proj(feats[self.low_index])
-        y = F.interpolate(self.aspp(feats[-1]), size=low.shape[-2:], mode="bilinear", align_corners=False)
+        y = F.interpolate(
+            self.aspp(feats[-1]), size=low.shape[-2:], mode="bilinear", align_corners=False
+        )
         return self.decoder(torch.cat([y, low], dim=1))

@@ -54,7 +54,9 @@ class UNet(SegmentationModel):
             reductions = [2**i for i in range(depth + 1)]
             dec_chans = list(reversed(chans[:-1]))
         else:
-            self.encoder = create_encoder(encoder, pretrained_file=pretrained_file, in_chans=in_chans)
+            self.encoder = create_encoder(
+                encoder, pretrained_file=pretrained_file, in_chans=in_chans
+            )
             chans = list(self.encoder.feature_info.channels())
             reductions = list(self.encoder.feature_info.reduction())
             n_up = int(round(math.log2(reductions[-1])))
