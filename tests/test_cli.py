@@ -247,3 +247,24 @@ def test_model_of_another_task_is_refused(tmp_path: Path) -> None:
         assert "not a segmentation model" in str(err.value) and "unet" in str(err.value)
     finally:
         _MODELS.pop("zz_test_iqa_model")
+
+
+@pytest.mark.parametrize("logger", ["csv", "tensorboard", "wandb"])
+def test_every_logger_writes_offline(logger: str, tmp_path: Path) -> None:
+    """Each logger preset works with no network (W&B in offline mode)."""
+    cfg = compose(
+        [
+            *TINY_SEG,
+            f"logger={logger}",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=1",
+            "trainer.limit_val_batches=1",
+            "task.plots=false",
+        ],
+        tmp_path,
+    )
+    trainer, module, datamodule = build_run(cfg, tmp_path)
+    trainer.fit(module, datamodule=datamodule)
+    written = {p.name for p in tmp_path.rglob("*") if p.is_file()}
+    expected = {"csv": "metrics.csv", "tensorboard": "events.out.tfevents", "wandb": ".wandb"}
+    assert any(expected[logger] in name for name in written), sorted(written)[:20]
