@@ -268,3 +268,9 @@ def test_every_logger_writes_offline(logger: str, tmp_path: Path) -> None:
     written = {p.name for p in tmp_path.rglob("*") if p.is_file()}
     expected = {"csv": "metrics.csv", "tensorboard": "events.out.tfevents", "wandb": ".wandb"}
     assert any(expected[logger] in name for name in written), sorted(written)[:20]
+
+
+def test_hydra_flags_are_not_mistaken_for_overrides() -> None:
+    proc = run_cli("train.py", "--cfg", "job", "model=fcn")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "name: fcn" in proc.stdout

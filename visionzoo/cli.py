@@ -67,9 +67,7 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parsed = OverridesParser.create().parse_overrides(
-        [o for o in overrides if not o.startswith("-")]
-    )
+    parsed = OverridesParser.create().parse_overrides(_override_args(overrides))
     group_choices, keys = [], []
     for o in parsed:
         key = o.key_or_group
@@ -103,6 +101,36 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
             f"unknown config key {key!r}. Valid keys {where}: {valid}. "
             f"Use +{key}=... to add a new key on purpose."
         )
+
+
+_FLAGS_WITH_VALUE = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--config-name",
+    "-cn",
+    "--config-path",
+    "-cp",
+    "--config-dir",
+    "-cd",
+    "--info",
+    "-i",
+    "--experimental-rerun",
+}
+
+
+def _override_args(argv: list[str]) -> list[str]:
+    """The ``key=value`` arguments of a Hydra command line, without its flags and their values."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg.startswith("-"):
+            skip = arg in _FLAGS_WITH_VALUE
+        else:
+            out.append(arg)
+    return out
 
 
 def check_model_task(cfg: DictConfig) -> None:
