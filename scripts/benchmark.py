@@ -231,6 +231,9 @@ class Measurement:
             "repeat": repeat, "warmup": warmup, "seconds": round(self.seconds, 4),
             "images": self.images, "steps": self.steps,
             "images_per_s": self.images / self.seconds if self.seconds > 0 else float("nan"),
+            # Other jobs on a shared machine can slow single runs several-fold (thread
+            # oversubscription); the load next to each timing shows which runs they hit.
+            "load_1min": (load_average() or [float("nan")])[0],
             **self.extra,
         }
 
@@ -305,10 +308,11 @@ def md_header(title: str, result: dict[str, Any]) -> list[str]:
 def raw_table(rows_by_side: dict[str, list[dict[str, Any]]]) -> str:
     rows = [
         [side, r["repeat"], "yes" if r["warmup"] else "", r["images"], r["seconds"],
-         r["images_per_s"]]
+         r["images_per_s"], r.get("load_1min", "")]
         for side, rs in rows_by_side.items() for r in rs
     ]
-    return md_table(["side", "repeat", "warm-up", "images", "seconds", "img/s"], rows)
+    return md_table(["side", "repeat", "warm-up", "images", "seconds", "img/s", "load (1 min)"],
+                    rows)
 
 
 # =========================================================================== family cases
