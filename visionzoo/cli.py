@@ -20,13 +20,12 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-import visionzoo
+import visionzoo  # noqa: F401  (fills the model and loss registries)
 from visionzoo.data.io import DataError
 from visionzoo.registry import RegistryError, list_models, model_task
 from visionzoo.tasks import TASK_MODULES
@@ -75,9 +74,8 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
             continue
         if key.split("/")[0] in GROUPS and "." not in key:
             value = o.value()
-            first = next(iter(value.list), None) if hasattr(value, "list") else value
-            if o.is_sweep_override() and hasattr(value, "list"):
-                first = value.list[0]
+            # A sweep (a,b) is checked with its first choice; keys are alike across choices.
+            first = value.list[0] if hasattr(value, "list") else value
             group_choices.append(f"{key}={first}")
         else:
             keys.append(key)
@@ -412,9 +410,6 @@ class SweepSummary(HydraCallback):
         (sweep_dir / "summary.csv").write_text("\n".join(lines) + "\n")
         print(f"sweep summary: {sweep_dir / 'summary.csv'}")
 
-    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        return None
-
 
 # --------------------------------------------------------------------------- entry points
 def _guarded(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
@@ -458,12 +453,4 @@ def predict_entry() -> None:
     _entry("predict", predict)
 
 
-__all__ = [
-    "train",
-    "evaluate",
-    "predict",
-    "train_entry",
-    "eval_entry",
-    "predict_entry",
-    "visionzoo",
-]
+__all__ = ["evaluate", "predict", "predict_entry", "eval_entry", "train", "train_entry"]

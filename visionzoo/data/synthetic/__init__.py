@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,4 +47,4 @@ def ensure_synthetic(name: str, root: str | Path, **params: Any) -> Path:
     return root
 
 
-__all__ = ["GENERATORS", "default_cache_dir", "ensure_synthetic", "Callable"]
+__all__ = ["GENERATORS", "default_cache_dir", "ensure_synthetic"]
