@@ -1,3 +1,3 @@
 """Registered models. Every architecture module is imported here so it registers."""
 
-from visionzoo.models import segmentation  # noqa: F401
+from visionzoo.models import detection, segmentation  # noqa: F401
