@@ -14,11 +14,25 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # Small synthetic segmentation data so end-to-end runs take seconds.
 TINY_SEG = [
+    "task=segmentation",
     "data.synthetic.num_train=16",
     "data.synthetic.num_val=8",
     "data.synthetic.size=64",
     "data.image_size=[64,64]",
     "data.batch_size=4",
+    "data.num_workers=0",
+    "callbacks.progress=none",
+]
+
+# Small synthetic detection data: 128 px shapes, a handful of images.
+TINY_DET = [
+    "task=detection",
+    "data.synthetic.num_train=16",
+    "data.synthetic.num_val=8",
+    "data.synthetic.size=128",
+    "data.image_size=128",
+    "data.batch_size=8",
+    "data.eval_batch_size=8",
     "data.num_workers=0",
     "callbacks.progress=none",
 ]

@@ -19,8 +19,11 @@ def group_options() -> list[tuple[str, str]]:
 @pytest.mark.parametrize(("group", "option"), group_options())
 def test_every_config_file_composes(group: str, option: str, tmp_path: Path) -> None:
     overrides = [f"{group}={option}"]
-    if group == "data" and option in ("mask_folder", "voc", "camvid"):
-        overrides.append(f"data.root={tmp_path}")
+    if group == "data":
+        if OmegaConf.is_missing(compose(overrides, tmp_path).data, "root"):
+            overrides.append(f"data.root={tmp_path}")
+        target = compose(overrides, tmp_path).data._target_
+        overrides.append(f"task={target.rsplit('.', 2)[-2]}")  # visionzoo.data.<task>.<Module>
     if group == "model":
         overrides.append(f"task={_task_of(option)}")
     cfg = compose(overrides, tmp_path)
@@ -35,14 +38,18 @@ def _task_of(model: str) -> str:
     return model_task(model)
 
 
-@pytest.mark.parametrize("name", ["eval", "predict"])
-def test_eval_and_predict_configs_compose(name: str, tmp_path: Path) -> None:
-    cfg = compose(
-        ["ckpt_path=x.ckpt", "input=a", "output=b"] if name == "predict" else ["ckpt_path=x"],
-        tmp_path,
-        config_name=name,
-    )
-    assert cfg.ckpt_path
+@pytest.mark.parametrize(
+    ("name", "overrides"),
+    [
+        ("eval", ["ckpt_path=x"]),
+        ("predict", ["ckpt_path=x.ckpt", "input=a", "output=b"]),
+        ("export", ["ckpt_path=x.ckpt", "output=b.onnx"]),
+        ("check_data", ["data=bccd"]),
+    ],
+)
+def test_entry_configs_compose(name: str, overrides: list[str], tmp_path: Path) -> None:
+    cfg = compose(overrides, tmp_path, config_name=name)
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
 
 
 def test_task_picks_its_default_model_and_data(tmp_path: Path) -> None:

@@ -55,10 +55,31 @@ def test_duplicate_registration_is_refused() -> None:
 
 @pytest.mark.parametrize("name", visionzoo.list_models())
 def test_forward_every_registered_model(name: str) -> None:
-    """Each model's config defaults build a model whose forward gives per-pixel logits."""
-    cfg = {k: v for k, v in model_configs()[name].items() if k != "name"}
+    """Each model's config defaults build a model that follows its family's contract:
+    per-pixel logits (segmentation); a loss dict in training and boxes in eval (detection)."""
+    cfg = {
+        k: v
+        for k, v in model_configs()[name].items()
+        if k != "name" and not (isinstance(v, str) and v.startswith("${"))  # interpolations
+    }
     cfg["num_classes"] = 3
-    model = visionzoo.create_model(name, **cfg).eval()
+    model = visionzoo.create_model(name, **cfg)
+    if model_task(name) == "detection":
+        images = torch.rand(2, 3, 64, 96)
+        targets = [
+            {"boxes": torch.tensor([[8.0, 8.0, 40.0, 30.0]]), "labels": torch.tensor([2])},
+            {"boxes": torch.zeros((0, 4)), "labels": torch.zeros(0, dtype=torch.long)},
+        ]
+        losses = model.train()(images, targets)
+        assert torch.isfinite(losses["loss"]) and losses["loss"].requires_grad
+        with torch.no_grad():
+            preds = model.eval()(images)
+        assert len(preds) == 2
+        for p in preds:
+            assert p["boxes"].shape[1:] == (4,) and len(p["scores"]) == len(p["labels"])
+            assert p["labels"].numel() == 0 or int(p["labels"].max()) < 3
+        return
+    model.eval()
     with torch.no_grad():
         out = model(torch.randn(1, 3, 40, 56))
     assert out.shape == (1, 3, 40, 56)

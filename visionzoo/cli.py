@@ -267,7 +267,7 @@ def build_run(cfg: DictConfig, run_dir: Path, **trainer_kw: Any):
     task = to_plain(cfg.task)
     module = TASK_MODULES[task.pop("name")](
         model=model_cfg,
-        loss=to_plain(cfg.loss),
+        loss=to_plain(cfg.get("loss")),
         optimizer=to_plain(cfg.optimizer),
         scheduler=to_plain(cfg.get("scheduler")) or None,
         data_meta=meta,
@@ -369,10 +369,44 @@ def predict(cfg: DictConfig) -> None:
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     datamodule = build_datamodule(module.hparams.data)
-    records = [module.predict_file(f, out_dir, datamodule.eval_tf) for f in files]
+    if hasattr(module, "predict_files"):  # families whose output is one file for all images
+        records = module.predict_files(files, out_dir, datamodule)
+    else:
+        records = [module.predict_file(f, out_dir, datamodule.eval_tf) for f in files]
     result = out_dir / "predictions.json"
     result.write_text(json.dumps(records, indent=1))
     print(f"wrote {len(records)} predictions to {result} and pictures to {out_dir}")
+
+
+def export(cfg: DictConfig) -> None:
+    """Export a checkpoint's detector (EMA weights) to ONNX and compare with ONNX Runtime."""
+    from visionzoo.export import check_onnx, export_onnx
+
+    module = load_checkpoint_module(cfg.ckpt_path)
+    model = getattr(module, "eval_model", module.model).eval()
+    size = cfg.image_size or module.hparams.data_meta.get("image_size", 640)
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    path = export_onnx(model, cfg.output, hw, opset=cfg.opset)
+    message = f"wrote {path}"
+    if cfg.check:
+        diff = check_onnx(model, path, torch.rand(2, 3, *hw))
+        message += f"; ONNX Runtime vs PyTorch max abs difference {diff:.2e}"
+    print(message)
+
+
+def check_data(cfg: DictConfig) -> None:
+    """Print a report on each split of a detection dataset: images, boxes per class, box sizes
+    and every problem found."""
+    from visionzoo.data.check import check_detection, format_report
+
+    datamodule = build_datamodule(cfg.data)
+    if not hasattr(datamodule, "source"):
+        raise UserError("check_data.py supports detection datasets (data=<coco|yolo|voc|...>)")
+    datamodule.prepare_data()
+    for split in cfg.splits:
+        report = check_detection(datamodule.source(split), decode_images=cfg.decode_images)
+        print(f"== {split} ==")
+        print(format_report(report))
 
 
 # --------------------------------------------------------------------------- sweeps
@@ -453,4 +487,21 @@ def predict_entry() -> None:
     _entry("predict", predict)
 
 
-__all__ = ["evaluate", "predict", "predict_entry", "eval_entry", "train", "train_entry"]
+def export_entry() -> None:
+    _entry("export", export)
+
+
+def check_data_entry() -> None:
+    _entry("check_data", check_data)
+
+
+__all__ = [
+    "check_data_entry",
+    "eval_entry",
+    "evaluate",
+    "export_entry",
+    "predict",
+    "predict_entry",
+    "train",
+    "train_entry",
+]

@@ -11,13 +11,16 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 
-class SeededSampler(Sampler[tuple[int, int]]):
+class SeededSampler(Sampler[tuple[int, ...]]):
     """Yields ``(index, sample_seed)`` pairs; datasets seed their random transforms with the
     second item. Shards across DDP ranks itself (the trainer's sampler replacement is off),
     padding with repeats like ``DistributedSampler`` so every rank gets the same count."""
 
-    def __init__(self, num_samples: int, *, shuffle: bool, seed: int = 0) -> None:
+    def __init__(
+        self, num_samples: int, *, shuffle: bool, seed: int = 0, with_epoch: bool = False
+    ) -> None:
         self.num_samples = num_samples
+        self.with_epoch = with_epoch  # also yield the epoch (schedules like closing mosaic)
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
@@ -35,7 +38,7 @@ class SeededSampler(Sampler[tuple[int, int]]):
     def __len__(self) -> int:
         return math.ceil(self.num_samples / self._world()[1])
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def __iter__(self) -> Iterator[tuple[int, ...]]:
         rank, world = self._world()
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
@@ -45,4 +48,5 @@ class SeededSampler(Sampler[tuple[int, int]]):
         total = len(self) * world
         order = (order * math.ceil(total / max(len(order), 1)))[:total]
         for idx in order[rank::world]:
-            yield idx, (self.seed * 7_919 + self.epoch * 104_729 + idx) % 2**32
+            seed = (self.seed * 7_919 + self.epoch * 104_729 + idx) % 2**32
+            yield (idx, seed, self.epoch) if self.with_epoch else (idx, seed)

@@ -1,3 +1,3 @@
 """Registered losses. Every module is imported here so its losses register."""
 
-from visionzoo.losses import classification, combined, region  # noqa: F401
+from visionzoo.losses import box, classification, combined, ghm, region  # noqa: F401

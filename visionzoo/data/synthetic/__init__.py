@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from visionzoo.data.synthetic import segmentation_shapes  # noqa: F401  (registers)
+from visionzoo.data.synthetic import detection_shapes, segmentation_shapes  # noqa: F401  (registers)
 from visionzoo.data.synthetic.registry import GENERATORS
 
 STAMP = "synthetic.json"

@@ -1,0 +1,149 @@
+"""Detection end to end: train → eval → predict → export → check_data, resume, every model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from conftest import TINY_DET, compose, run_cli
+from PIL import Image
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from visionzoo.cli import build_run
+from visionzoo.registry import list_models
+
+
+def _synthetic_root(run_dir: Path) -> Path:
+    import yaml
+
+    cfg = yaml.safe_load((run_dir / "config_resolved.yaml").read_text())
+    return Path(cfg["paths"]["output_root"]).parent / "cache" / "synthetic" / "detection_shapes"
+
+
+@pytest.mark.slow
+def test_train_eval_predict_export_end_to_end(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_cli("train.py", *TINY_DET, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((run_dir / "metrics.json").read_text())
+    metrics = result["metrics"]
+    for key in ("val/map", "val/map50", "val/map75", "val/precision", "val/recall", "val/map_best"):
+        assert key in metrics, key
+    logs = Path(result["paths"]["logs"])
+    assert (logs / "results.csv").is_file()
+    for name in (
+        "labels.png",
+        "val_pr_curve.png",
+        "val_confusion_matrix.png",
+        "val_predictions.png",
+    ):
+        assert (logs / "plots" / name).is_file(), name
+    best = Path(result["paths"]["best checkpoint"])
+    hp = torch.load(best, map_location="cpu", weights_only=True)["hyper_parameters"]
+    assert hp["task_name"] == "detection" and hp["model"]["name"] == "yolov5"
+    assert hp["data_meta"]["class_names"] == ["circle", "square", "triangle"]
+
+    proc = run_cli("eval.py", f"ckpt_path={best}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluated = json.loads((tmp_path / "eval" / "eval_metrics.json").read_text())["metrics"]
+    assert evaluated["val/map"] == pytest.approx(metrics["val/map_best"], abs=1e-6)
+
+    root = _synthetic_root(run_dir)
+    out = tmp_path / "pred"
+    proc = run_cli(
+        "predict.py", f"ckpt_path={best}", f"input={root / 'images' / 'val'}", f"output={out}"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "predictions.json").read_text())
+    assert results and {"image_id", "category_id", "bbox", "score"} <= set(results[0])
+    assert {r["category_id"] for r in results} <= {1, 2, 3}
+    drawn = sorted(out.glob("*_pred.jpg"))
+    assert len(drawn) == 8
+    src = Image.open(results[0]["file_name"])
+    assert Image.open(out / f"{Path(results[0]['file_name']).stem}_pred.jpg").size == src.size
+    # predictions are in original-image pixels: pycocotools accepts them against the GT file
+    gt = COCO(str(root / "annotations" / "instances_val.json"))
+    ids = {Path(img["file_name"]).name: img["id"] for img in gt.dataset["images"]}
+    for r in results:
+        r["image_id"] = ids[Path(r.pop("file_name")).name]
+    ev = COCOeval(gt, gt.loadRes(results), "bbox")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    assert ev.stats[0] == pytest.approx(evaluated["val/map"], abs=0.05)
+
+    pytest.importorskip("onnxruntime")
+    proc = run_cli("export.py", f"ckpt_path={best}", f"output={tmp_path / 'm.onnx'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    diff = float(proc.stdout.strip().rsplit(" ", 1)[-1])
+    assert diff < 1e-4 and (tmp_path / "m.onnx").is_file()
+
+
+def test_check_data_reports_bccd() -> None:
+    data = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "bccd"
+    if not data.is_dir():
+        pytest.skip("shared BCCD data not present")
+    proc = run_cli("check_data.py", "data=bccd", "splits=[val]", "decode_images=false")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "87" in proc.stdout and "RBC" in proc.stdout and "Platelets" in proc.stdout
+
+
+@pytest.mark.parametrize("model", list_models("detection"))
+def test_fast_dev_run_every_detection_model(model: str, tmp_path: Path) -> None:
+    cfg = compose(
+        [*TINY_DET, f"model={model}", "trainer.fast_dev_run=true", "logger=none"], tmp_path
+    )
+    trainer, module, datamodule = build_run(cfg, tmp_path)
+    before = [p.detach().clone() for p in module.model.parameters()]
+    trainer.fit(module, datamodule=datamodule)
+    changed = any(
+        not torch.equal(a, b) for a, b in zip(before, module.model.parameters(), strict=True)
+    )
+    assert changed, "one optimizer step must change the weights"
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+
+
+class _StopAfter(pl.Callback):
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.current_epoch + 1 >= self.epochs:
+            trainer.should_stop = True
+
+
+@pytest.mark.slow
+def test_resume_continues_the_exact_schedule(tmp_path: Path) -> None:
+    """Warm-up, accumulation, EMA, mosaic closing: stopping after 2 of 4 epochs and resuming
+    from last.ckpt ends with the weights of one uninterrupted run."""
+    overrides = [
+        *TINY_DET,
+        "trainer.max_epochs=4",
+        "logger=none",
+        "task.plots=false",
+        "task.warmup_min_iters=3",
+        "task.nominal_batch_size=16",
+        "data.augment.close_mosaic=1",
+    ]
+
+    def fit(run_dir: Path, stop_after: int | None = None, ckpt: str | None = None):
+        pl.seed_everything(0, workers=True, verbose=False)
+        cfg = compose(overrides, run_dir)
+        trainer, module, dm = build_run(cfg, run_dir)
+        if stop_after is not None:
+            trainer.callbacks.append(_StopAfter(stop_after))
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
+        return trainer, module
+
+    _, full = fit(tmp_path / "full")
+    first, _ = fit(tmp_path / "part", stop_after=2)
+    assert first.current_epoch == 2
+    last = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    _, resumed = fit(tmp_path / "part2", ckpt=str(last))
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+    assert resumed.best == pytest.approx(full.best, abs=1e-6)
