@@ -273,19 +273,19 @@ class DetectionModule(VisionModule):
         if folder is None:
             return
         metrics = self.trainer.callback_metrics
-        row = {"epoch": self.current_epoch}
-        for key in ("train/loss_epoch", "train/loss_box_epoch", "train/loss_obj_epoch",
-                    "train/loss_cls_epoch", "train/lr"):
-            if key in metrics:
-                row[key.replace("_epoch", "")] = float(metrics[key])
+        row: dict[str, Any] = {"epoch": self.current_epoch}
+        for key, value in sorted(metrics.items()):
+            if key.startswith("train/") and (key.endswith("_epoch") or key == "train/lr"):
+                row[key.removesuffix("_epoch")] = float(value)
         row.update({f"val/{k}": float(result[k]) for k in METRIC_KEYS if k in result})
         path = folder.parent / "results.csv"
-        new = not path.is_file()
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        rows = list(csv.DictReader(path.open())) if path.is_file() else []
+        rows.append(row)
+        fields = list(dict.fromkeys(k for r in rows for k in r))  # union, first-seen order
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
 
     def _write_plots(self, stage: str, result: dict[str, Any]) -> None:
         folder = getattr(self, "_plot_dir", None)
