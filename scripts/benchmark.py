@@ -207,7 +207,9 @@ def build_optimizer(
     if not sched_spec:
         return optimizer, None
     scheduler = call_spec(
-        sched_spec, optimizer, total_steps=total_steps,
+        sched_spec,
+        optimizer,
+        total_steps=total_steps,
         steps_per_epoch=max(math.ceil(total_steps / max(epochs, 1)), 1),
     )
     return optimizer, scheduler
@@ -228,8 +230,11 @@ class Measurement:
 
     def row(self, repeat: int, warmup: bool) -> dict[str, Any]:
         return {
-            "repeat": repeat, "warmup": warmup, "seconds": round(self.seconds, 4),
-            "images": self.images, "steps": self.steps,
+            "repeat": repeat,
+            "warmup": warmup,
+            "seconds": round(self.seconds, 4),
+            "images": self.images,
+            "steps": self.steps,
             "images_per_s": self.images / self.seconds if self.seconds > 0 else float("nan"),
             # Other jobs on a shared machine can slow single runs several-fold (thread
             # oversubscription); the load next to each timing shows which runs they hit.
@@ -251,9 +256,12 @@ def alternate(
             gc.collect()  # garbage from the other side must not be collected on this side's clock
             m = sides[name]()
             raw[name].append(m.row(r - warmup, r < warmup))
-            print(f"  [{'warm-up' if r < warmup else f'repeat {r - warmup + 1}/{repeats}'}] "
-                  f"{name}: {m.images} images in {m.seconds:.2f} s = "
-                  f"{m.images / m.seconds:.2f} img/s", flush=True)
+            print(
+                f"  [{'warm-up' if r < warmup else f'repeat {r - warmup + 1}/{repeats}'}] "
+                f"{name}: {m.images} images in {m.seconds:.2f} s = "
+                f"{m.images / m.seconds:.2f} img/s",
+                flush=True,
+            )
     return raw
 
 
@@ -274,8 +282,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def paired_ratio(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> float:
     """Median over timed rounds of ``a``'s images/s over ``b``'s in the same round: the two runs
     of a round are adjacent in time, so load drifting on the shared machine largely cancels."""
-    pairs = [x["images_per_s"] / y["images_per_s"]
-             for x, y in zip(a, b, strict=True) if not x["warmup"]]
+    pairs = [
+        x["images_per_s"] / y["images_per_s"] for x, y in zip(a, b, strict=True) if not x["warmup"]
+    ]
     return median(pairs)
 
 
@@ -307,12 +316,21 @@ def md_header(title: str, result: dict[str, Any]) -> list[str]:
 
 def raw_table(rows_by_side: dict[str, list[dict[str, Any]]]) -> str:
     rows = [
-        [side, r["repeat"], "yes" if r["warmup"] else "", r["images"], r["seconds"],
-         r["images_per_s"], r.get("load_1min", "")]
-        for side, rs in rows_by_side.items() for r in rs
+        [
+            side,
+            r["repeat"],
+            "yes" if r["warmup"] else "",
+            r["images"],
+            r["seconds"],
+            r["images_per_s"],
+            r.get("load_1min", ""),
+        ]
+        for side, rs in rows_by_side.items()
+        for r in rs
     ]
-    return md_table(["side", "repeat", "warm-up", "images", "seconds", "img/s", "load (1 min)"],
-                    rows)
+    return md_table(
+        ["side", "repeat", "warm-up", "images", "seconds", "img/s", "load (1 min)"], rows
+    )
 
 
 # =========================================================================== family cases
@@ -337,8 +355,9 @@ class PlainLoop:
     batch, nothing else. ``step`` is family-specific; ``run`` builds a fresh optimizer and
     schedule like every ``trainer.fit`` call does (in the timed region, as fit does)."""
 
-    def __init__(self, model: nn.Module, loss_fn: nn.Module, cfg: DictConfig,
-                 device: torch.device) -> None:
+    def __init__(
+        self, model: nn.Module, loss_fn: nn.Module, cfg: DictConfig, device: torch.device
+    ) -> None:
         self.model = model.to(device)
         self.loss_fn = loss_fn.to(device)
         self.cfg = cfg
@@ -348,9 +367,14 @@ class PlainLoop:
     def step(self, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
 
-    def run(self, batches: Iterator[Batch] | Sequence[Batch], steps: int, epochs: int = 1,
-            total_steps: int | None = None,
-            set_epoch: Callable[[int], None] | None = None) -> tuple[int, int]:
+    def run(
+        self,
+        batches: Iterator[Batch] | Sequence[Batch],
+        steps: int,
+        epochs: int = 1,
+        total_steps: int | None = None,
+        set_epoch: Callable[[int], None] | None = None,
+    ) -> tuple[int, int]:
         """Train ``epochs`` passes of at most ``steps`` batches; returns (images, steps)."""
         self.model.train()
         total = total_steps or steps * epochs
@@ -365,7 +389,9 @@ class PlainLoop:
                 loss = self.step(batch)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                self.before_step()
                 self.optimizer.step()
+                self.after_step()
                 if self.scheduler is not None:
                     self.scheduler.step()
                 images += self.images_in(batch)
@@ -375,6 +401,12 @@ class PlainLoop:
 
     def images_in(self, batch: Batch) -> int:
         raise NotImplementedError
+
+    def before_step(self) -> None:
+        """Between backward and the optimizer step (e.g. gradient clipping)."""
+
+    def after_step(self) -> None:
+        """After the optimizer step (e.g. a weight EMA)."""
 
 
 class SegmentationPlainLoop(PlainLoop):
@@ -398,13 +430,63 @@ def _segmentation_eval(module: pl.LightningModule, batch: Batch, device: torch.d
     return module.predict_logits(batch["image"].to(device, non_blocking=True))
 
 
-# Families register here; detection etc. add a case with their own plain step and eval call.
+class DetectionPlainLoop(PlainLoop):
+    """``model(images, targets)["loss"]`` with the detection recipe's per-step work done by hand:
+    gradient-norm clipping and the weight EMA update (the overhead run steps every batch)."""
+
+    def __init__(self, model: nn.Module, cfg: DictConfig, device: torch.device) -> None:
+        super().__init__(model, nn.Identity(), cfg, device)
+        from visionzoo.tasks.ema import ModelEMA
+
+        ema = cfg.task.get("ema")
+        self.ema = ModelEMA(self.model, **ema).to(device) if ema else None
+        self.clip = cfg.task.get("grad_clip")
+
+    def step(self, batch: Batch) -> torch.Tensor:
+        x = batch["image"].to(self.device, non_blocking=True).float() / 255
+        targets = [{k: v.to(self.device) for k, v in t.items()} for t in batch["targets"]]
+        with self.autocast():
+            return self.model(x, targets)["loss"]
+
+    def before_step(self) -> None:
+        if self.clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+
+    def after_step(self) -> None:
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def images_in(self, batch: Batch) -> int:
+        return int(batch["image"].shape[0])
+
+
+def _detection_eval(module: pl.LightningModule, batch: Batch, device: torch.device) -> Any:
+    return module.eval_model(batch["image"].to(device, non_blocking=True).float() / 255)
+
+
+def image_size_of(cfg: DictConfig) -> list[int]:
+    size = cfg.data.image_size
+    return [int(size), int(size)] if isinstance(size, int) else list(size)
+
+
+# Families register here, each with its own plain step and eval call.
 FAMILY_CASES: dict[str, Callable[[], FamilyCase]] = {
     "segmentation": lambda: FamilyCase(
         overrides=["task=segmentation"],  # synthetic_segmentation + unet (original) defaults
         plain_loop=_segmentation_plain,
         images_in=lambda b: int(b["image"].shape[0]),
         eval_forward=_segmentation_eval,
+    ),
+    "detection": lambda: FamilyCase(
+        # synthetic shapes + yolov5n; one optimizer step per batch on both sides
+        overrides=[
+            "task=detection",
+            "task.nominal_batch_size=${data.batch_size}",
+            "task.plots=false",
+        ],
+        plain_loop=lambda model, cfg, device: DetectionPlainLoop(model, cfg, device),
+        images_in=lambda b: int(b["image"].shape[0]),
+        eval_forward=_detection_eval,
     ),
 }
 
@@ -419,12 +501,31 @@ class DataCase:
     needs: str | None = None  # a data folder relative to the repo root, when the case reads one
 
 
-# Detection adds e.g. DataCase("detection/mosaic-640", "detection", [...]) once it exists.
+BCCD = "../shared/data/bccd"
 DATA_CASES: dict[str, list[DataCase]] = {
+    "detection": [
+        # Real 640×480 JPEGs at 640 px: the acceptance case (mosaic vs yolov5n at 640).
+        DataCase(
+            "detection/bccd-mosaic-640",
+            "detection",
+            ["task=detection", "data=bccd", "data.image_size=640"],
+            needs=BCCD,
+        ),
+        DataCase(
+            "detection/bccd-mosaic-mixup-640",
+            "detection",
+            ["task=detection", "data=bccd", "data.image_size=640", "data.augment.mixup=1.0"],
+            needs=BCCD,
+        ),
+    ],
     "segmentation": [
         DataCase("segmentation/synthetic", "segmentation", ["task=segmentation"]),
-        DataCase("segmentation/membrane", "segmentation", [MEMBRANE_RECIPE],
-                 needs="../shared/data/membrane"),
+        DataCase(
+            "segmentation/membrane",
+            "segmentation",
+            [MEMBRANE_RECIPE],
+            needs="../shared/data/membrane",
+        ),
     ],
 }
 
@@ -499,17 +600,28 @@ def _smp_unet(cfg: DictConfig, num_classes: int) -> nn.Module:
 
     encoder = cfg.model.encoder
     if not encoder:
-        raise SystemExit("error: the segmentation suite compares timm-encoder U-Nets; set "
-                         "model.encoder")
+        raise SystemExit(
+            "error: the segmentation suite compares timm-encoder U-Nets; set model.encoder"
+        )
     return smp.Unet(
-        encoder_name=f"tu-{encoder}", encoder_weights=None, in_channels=cfg.model.in_chans,
-        classes=num_classes, decoder_channels=tuple(cfg.model.decoder_channels),
+        encoder_name=f"tu-{encoder}",
+        encoder_weights=None,
+        in_channels=cfg.model.in_chans,
+        classes=num_classes,
+        decoder_channels=tuple(cfg.model.decoder_channels),
     )
 
 
 @torch.no_grad()
-def _evaluate_plain(model: nn.Module, loader: Any, limit: int, num_classes: int,
-                    ignore_index: int, fg: int, device: torch.device) -> dict[str, float]:
+def _evaluate_plain(
+    model: nn.Module,
+    loader: Any,
+    limit: int,
+    num_classes: int,
+    ignore_index: int,
+    fg: int,
+    device: torch.device,
+) -> dict[str, float]:
     """Val Dice of class ``fg`` and mIoU with the metric our module logs."""
     model.eval()
     metric = SegmentationMetrics(num_classes, ignore_index).to(device)
@@ -562,11 +674,20 @@ def train_smp(cfg: DictConfig, device: torch.device, fg: int) -> dict[str, Any]:
             if loop.scheduler is not None:
                 loop.scheduler.step()
         if val_steps:
-            row = _evaluate_plain(loop.model, val_loader, val_steps, meta["num_classes"],
-                                  meta["ignore_index"], fg, device)
+            row = _evaluate_plain(
+                loop.model,
+                val_loader,
+                val_steps,
+                meta["num_classes"],
+                meta["ignore_index"],
+                fg,
+                device,
+            )
             history.append({"epoch": epoch, **row})
-            print(f"  smp epoch {epoch}: dice_fg {row['dice_fg']:.4f} miou {row['miou']:.4f}",
-                  flush=True)
+            print(
+                f"  smp epoch {epoch}: dice_fg {row['dice_fg']:.4f} miou {row['miou']:.4f}",
+                flush=True,
+            )
     return _quality_summary(history, time.perf_counter() - start)
 
 
@@ -577,22 +698,31 @@ def suite_segmentation(args: argparse.Namespace, device: torch.device) -> dict[s
     if args.epochs is not None:
         base.append(f"trainer.max_epochs={args.epochs}")
     if args.tiny:  # a smoke run: one short epoch on small crops
-        base += ["trainer.max_epochs=1", "trainer.limit_train_batches=2",
-                 "trainer.limit_val_batches=1", "data.image_size=[128,128]"]
+        base += [
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "trainer.limit_val_batches=1",
+            "data.image_size=[128,128]",
+        ]
     base += args.override
     cfg = compose([*base, run_dir_override(run_root / "ours")])
     fg = args.fg_class
     fg_name = list(cfg.data.class_names)[fg]
     fg_key = f"val/dice_{fg_name}"
     settings = {
-        "recipe": MEMBRANE_RECIPE, "overrides": base, "epochs": int(cfg.trainer.max_epochs),
-        "seed": int(cfg.seed), "encoder": cfg.model.encoder,
-        "image_size": list(cfg.data.image_size),
-        "batch_size": int(cfg.data.batch_size), "num_workers": int(cfg.data.num_workers),
+        "recipe": MEMBRANE_RECIPE,
+        "overrides": base,
+        "epochs": int(cfg.trainer.max_epochs),
+        "seed": int(cfg.seed),
+        "encoder": cfg.model.encoder,
+        "image_size": image_size_of(cfg),
+        "batch_size": int(cfg.data.batch_size),
+        "num_workers": int(cfg.data.num_workers),
         "foreground_class": {"index": fg, "name": fg_name, "metric": fg_key},
-        "device": str(device), "precision": str(cfg.trainer.precision),
+        "device": str(device),
+        "precision": str(cfg.trainer.precision),
         "smp_model": f"smp.Unet(encoder_name='tu-{cfg.model.encoder}', encoder_weights=None, "
-                     f"classes={cfg.data.num_classes})",
+        f"classes={cfg.data.num_classes})",
     }
     result: dict[str, Any] = {"settings": settings}
 
@@ -617,9 +747,15 @@ def suite_segmentation(args: argparse.Namespace, device: torch.device) -> dict[s
     # ---- throughput: fresh trainer per chunk; smp runs the same number of steps, same loader.
     chunk_steps = args.chunk_steps or (1 if args.tiny else 6)
     chunk_epochs = args.chunk_epochs
-    tcfg = compose([*base, *LEAN_TRAINER, f"trainer.max_epochs={chunk_epochs}",
-                    f"trainer.limit_train_batches={chunk_steps}",
-                    run_dir_override(run_root / "throughput")])
+    tcfg = compose(
+        [
+            *base,
+            *LEAN_TRAINER,
+            f"trainer.max_epochs={chunk_epochs}",
+            f"trainer.limit_train_batches={chunk_steps}",
+            run_dir_override(run_root / "throughput"),
+        ]
+    )
     pl.seed_everything(tcfg.seed, workers=True, verbose=False)
     _, module, datamodule = build_run(tcfg, run_root / "throughput")
     smp_dm = build_datamodule(tcfg.data)
@@ -643,22 +779,27 @@ def suite_segmentation(args: argparse.Namespace, device: torch.device) -> dict[s
     def smp_chunk() -> Measurement:
         sync(device)
         start = time.perf_counter()
-        images, n = smp_loop.run(smp_loader, steps, chunk_epochs,
-                                 set_epoch=smp_loader.sampler.set_epoch)
+        images, n = smp_loop.run(
+            smp_loader, steps, chunk_epochs, set_epoch=smp_loader.sampler.set_epoch
+        )
         return Measurement(time.perf_counter() - start, images, n)
 
     print(f"throughput: {chunk_epochs} epoch(s) × {steps} steps per chunk", flush=True)
     raw = alternate({"ours": ours_chunk, "smp": smp_chunk}, args.repeats, args.warmup)
     ours, theirs = summarize(raw["ours"]), summarize(raw["smp"])
     result["throughput"] = {
-        "ours": ours, "smp": theirs,
+        "ours": ours,
+        "smp": theirs,
         "ratio": ours["images_per_s"] / theirs["images_per_s"],
         "ratio_paired_median": paired_ratio(raw["ours"], raw["smp"]),
-        "chunk": {"epochs": chunk_epochs, "steps_per_epoch": steps,
-                  "trainer_overrides": LEAN_TRAINER,
-                  "timed": "wall time of trainer.fit (ours) / of the plain loop incl. optimizer "
-                           "construction (smp); both iterate the same loader config, workers "
-                           "started per epoch"},
+        "chunk": {
+            "epochs": chunk_epochs,
+            "steps_per_epoch": steps,
+            "trainer_overrides": LEAN_TRAINER,
+            "timed": "wall time of trainer.fit (ours) / of the plain loop incl. optimizer "
+            "construction (smp); both iterate the same loader config, workers "
+            "started per epoch",
+        },
     }
 
     # ---- model only: both nn.Modules in the same plain loop on the same pre-collated batches, so
@@ -676,11 +817,13 @@ def suite_segmentation(args: argparse.Namespace, device: torch.device) -> dict[s
         return run
 
     print(f"model only: {len(batches)} pre-collated batches per run, plain loop", flush=True)
-    raw_m = alternate({"ours": plain_side(ours_plain), "smp": plain_side(smp_loop)},
-                      args.repeats, args.warmup)
+    raw_m = alternate(
+        {"ours": plain_side(ours_plain), "smp": plain_side(smp_loop)}, args.repeats, args.warmup
+    )
     m_ours, m_smp = summarize(raw_m["ours"]), summarize(raw_m["smp"])
     result["model_only"] = {
-        "ours": m_ours, "smp": m_smp,
+        "ours": m_ours,
+        "smp": m_smp,
         "ratio": m_ours["images_per_s"] / m_smp["images_per_s"],
         "ratio_paired_median": paired_ratio(raw_m["ours"], raw_m["smp"]),
     }
@@ -713,34 +856,69 @@ def md_segmentation(result: dict[str, Any]) -> str:
         rows = []
         for side in ("ours", "smp"):
             r = q[side]
-            rows.append([side, r["final"]["dice_fg"], r["best"]["dice_fg"]["value"],
-                         r["best"]["dice_fg"]["epoch"], r["final"]["miou"],
-                         r["best"]["miou"]["value"], r["train_wall_s"]])
-        lines += ["## Quality (validation, last 6 slices)", "",
-                  md_table(["side", f"final Dice {name}", f"best Dice {name}", "best epoch",
-                            "final mIoU", "best mIoU", "train wall s"], rows), ""]
+            rows.append(
+                [
+                    side,
+                    r["final"]["dice_fg"],
+                    r["best"]["dice_fg"]["value"],
+                    r["best"]["dice_fg"]["epoch"],
+                    r["final"]["miou"],
+                    r["best"]["miou"]["value"],
+                    r["train_wall_s"],
+                ]
+            )
+        lines += [
+            "## Quality (validation, last 6 slices)",
+            "",
+            md_table(
+                [
+                    "side",
+                    f"final Dice {name}",
+                    f"best Dice {name}",
+                    "best epoch",
+                    "final mIoU",
+                    "best mIoU",
+                    "train wall s",
+                ],
+                rows,
+            ),
+            "",
+        ]
     lines += [
-        "## Training throughput", "",
-        md_table(["side", "images/s (median)", "steps/s", "timed repeats"],
-                 [[k, t[k]["images_per_s"], t[k].get("steps_per_s", float("nan")),
-                   t[k]["repeats"]] for k in ("ours", "smp")]),
+        "## Training throughput",
+        "",
+        md_table(
+            ["side", "images/s (median)", "steps/s", "timed repeats"],
+            [
+                [k, t[k]["images_per_s"], t[k].get("steps_per_s", float("nan")), t[k]["repeats"]]
+                for k in ("ours", "smp")
+            ],
+        ),
         "",
         f"Ratio ours/smp of the medians: **{t['ratio']:.3f}** (acceptance ≥ 0.95); median of "
         f"the per-round paired ratios: {t['ratio_paired_median']:.3f}. Each chunk: "
         f"{t['chunk']['epochs']} epoch(s) × {t['chunk']['steps_per_epoch']} steps.",
         "",
-        "## Model only (same plain loop, same pre-collated batches)", "",
-        md_table(["side", "images/s (median)", "timed repeats"],
-                 [[k, m[k]["images_per_s"], m[k]["repeats"]] for k in ("ours", "smp")]),
+        "## Model only (same plain loop, same pre-collated batches)",
+        "",
+        md_table(
+            ["side", "images/s (median)", "timed repeats"],
+            [[k, m[k]["images_per_s"], m[k]["repeats"]] for k in ("ours", "smp")],
+        ),
         "",
         f"Ratio ours/smp: {m['ratio']:.3f} (paired {m['ratio_paired_median']:.3f}): the "
         "networks' own speed; the throughput ratio above also includes Lightning and the loader.",
         "",
         f"Acceptance: {result['acceptance']}",
         "",
-        "### Raw timings: throughput", "", raw_table({k: t[k]["raw"] for k in ("ours", "smp")}),
-        "", "### Raw timings: model only", "",
-        raw_table({f"{k} (model only)": m[k]["raw"] for k in ("ours", "smp")}), "",
+        "### Raw timings: throughput",
+        "",
+        raw_table({k: t[k]["raw"] for k in ("ours", "smp")}),
+        "",
+        "### Raw timings: model only",
+        "",
+        raw_table({f"{k} (model only)": m[k]["raw"] for k in ("ours", "smp")}),
+        "",
     ]
     return "\n".join(lines)
 
@@ -752,11 +930,14 @@ def suite_overhead(args: argparse.Namespace, device: torch.device) -> dict[str, 
     # fit's fixed setup/teardown measured ~10 ms, so it does not need amortising.
     n_batches = args.batches or (2 if args.tiny else 12)
     result: dict[str, Any] = {
-        "settings": {"batches": n_batches, "device": str(device),
-                     "lightning_input": "pre-collated batches passed as "
-                                        "trainer.fit(train_dataloaders=BatchList(batches))",
-                     "plain_input": "the same batches",
-                     "trainer_overrides": LEAN_TRAINER},
+        "settings": {
+            "batches": n_batches,
+            "device": str(device),
+            "lightning_input": "pre-collated batches passed as "
+            "trainer.fit(train_dataloaders=BatchList(batches))",
+            "plain_input": "the same batches",
+            "trainer_overrides": LEAN_TRAINER,
+        },
         "families": {},
     }
     for family in args.families or list(FAMILY_CASES):
@@ -765,14 +946,22 @@ def suite_overhead(args: argparse.Namespace, device: torch.device) -> dict[str, 
     return result
 
 
-def _overhead_family(family: str, n_batches: int, args: argparse.Namespace,
-                     device: torch.device) -> dict[str, Any]:
+def _overhead_family(
+    family: str, n_batches: int, args: argparse.Namespace, device: torch.device
+) -> dict[str, Any]:
     case = FAMILY_CASES[family]()
     run_dir = args.out / "runs" / "overhead" / family
-    overrides = [*case.overrides, *device_overrides(device), *LEAN_TRAINER,
-                 "trainer.max_epochs=1", "data.num_workers=0"]
+    overrides = [
+        *case.overrides,
+        *device_overrides(device),
+        *LEAN_TRAINER,
+        "trainer.max_epochs=1",
+        "data.num_workers=0",
+    ]
     if args.tiny:
         overrides.append("data.batch_size=4")
+        if family == "detection":
+            overrides.append("data.image_size=128")
     overrides += args.override
     cfg = compose([*overrides, run_dir_override(run_dir)])
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -799,8 +988,9 @@ def _overhead_family(family: str, n_batches: int, args: argparse.Namespace,
 
     def lightning_side() -> Measurement:
         trainer = build_trainer(cfg, run_dir)  # fresh per run, as every train.py call has one
-        seconds = timed("lightning",
-                        lambda: trainer.fit(module, train_dataloaders=BatchList(batches)))
+        seconds = timed(
+            "lightning", lambda: trainer.fit(module, train_dataloaders=BatchList(batches))
+        )
         return Measurement(seconds, images_per_pass, trainer.global_step)
 
     def plain_side() -> Measurement:
@@ -828,9 +1018,13 @@ def _overhead_family(family: str, n_batches: int, args: argparse.Namespace,
         "overrides": overrides,
         "model": str(cfg.model.name),
         "data": to_plain(cfg.data.get("synthetic")) or str(cfg.data.root),
-        "batch_size": int(cfg.data.batch_size), "image_size": list(cfg.data.image_size),
-        "lightning": lit, "plain": pln, "ratio": ratio,
-        "ratio_paired_median": paired_ratio(raw["lightning"], raw["plain"]), "eval": ev,
+        "batch_size": int(cfg.data.batch_size),
+        "image_size": image_size_of(cfg),
+        "lightning": lit,
+        "plain": pln,
+        "ratio": ratio,
+        "ratio_paired_median": paired_ratio(raw["lightning"], raw["plain"]),
+        "eval": ev,
         "peak_rss_mib": peak_rss_mib(),  # of the whole process so far (ru_maxrss is a maximum)
         "cuda_peak_mib": peak_gpu or None,
         "acceptance_ratio_ge_0.95": ratio >= 0.95,
@@ -839,35 +1033,74 @@ def _overhead_family(family: str, n_batches: int, args: argparse.Namespace,
 
 def md_overhead(result: dict[str, Any]) -> str:
     lines = md_header("Framework overhead: Lightning module vs plain PyTorch loop", result)
-    lines += [f"Both sides train the same `nn.Module` on the same {result['settings']['batches']} "
-              "pre-collated batches (Lightning gets them as a list passed to "
-              "`trainer.fit(train_dataloaders=...)`), so the ratio is framework cost only.", ""]
+    lines += [
+        f"Both sides train the same `nn.Module` on the same {result['settings']['batches']} "
+        "pre-collated batches (Lightning gets them as a list passed to "
+        "`trainer.fit(train_dataloaders=...)`), so the ratio is framework cost only.",
+        "",
+    ]
     rows = []
     for fam, r in result["families"].items():
-        rows.append([fam, r["model"], f"{r['batch_size']}×{r['image_size']}",
-                     r["lightning"]["images_per_s"], r["plain"]["images_per_s"],
-                     r["lightning"].get("steps_per_s", float("nan")),
-                     r["plain"].get("steps_per_s", float("nan")), f"**{r['ratio']:.3f}**",
-                     f"{r['ratio_paired_median']:.3f}",
-                     r["eval"]["images_per_s"], f"{r['peak_rss_mib']:.0f}",
-                     r["cuda_peak_mib"] or "-"])
-    lines += [md_table(["family", "model", "batch", "Lightning img/s", "plain img/s",
-                        "Lightning steps/s", "plain steps/s", "ratio", "paired ratio",
-                        "eval img/s",
-                        "peak RSS MiB", "CUDA peak MiB"], rows), "",
-              "ratio = Lightning median img/s ÷ plain median img/s; paired ratio = median over "
-              "rounds of the two adjacent runs' ratio. Acceptance: ratio ≥ 0.95 (framework "
-              "costs at most 5 %).", ""]
+        rows.append(
+            [
+                fam,
+                r["model"],
+                f"{r['batch_size']}×{r['image_size']}",
+                r["lightning"]["images_per_s"],
+                r["plain"]["images_per_s"],
+                r["lightning"].get("steps_per_s", float("nan")),
+                r["plain"].get("steps_per_s", float("nan")),
+                f"**{r['ratio']:.3f}**",
+                f"{r['ratio_paired_median']:.3f}",
+                r["eval"]["images_per_s"],
+                f"{r['peak_rss_mib']:.0f}",
+                r["cuda_peak_mib"] or "-",
+            ]
+        )
+    lines += [
+        md_table(
+            [
+                "family",
+                "model",
+                "batch",
+                "Lightning img/s",
+                "plain img/s",
+                "Lightning steps/s",
+                "plain steps/s",
+                "ratio",
+                "paired ratio",
+                "eval img/s",
+                "peak RSS MiB",
+                "CUDA peak MiB",
+            ],
+            rows,
+        ),
+        "",
+        "ratio = Lightning median img/s ÷ plain median img/s; paired ratio = median over "
+        "rounds of the two adjacent runs' ratio. Acceptance: ratio ≥ 0.95 (framework "
+        "costs at most 5 %).",
+        "",
+    ]
     for fam, r in result["families"].items():
-        lines += [f"### Raw timings: {fam}", "",
-                  raw_table({"lightning": r["lightning"]["raw"], "plain": r["plain"]["raw"],
-                             "eval": r["eval"]["raw"]}), ""]
+        lines += [
+            f"### Raw timings: {fam}",
+            "",
+            raw_table(
+                {
+                    "lightning": r["lightning"]["raw"],
+                    "plain": r["plain"]["raw"],
+                    "eval": r["eval"]["raw"],
+                }
+            ),
+            "",
+        ]
     return "\n".join(lines)
 
 
 # =========================================================================== data suite
-def _time_loader(cfg: DictConfig, case: FamilyCase, max_batches: int | None,
-                 epochs: int) -> Measurement:
+def _time_loader(
+    cfg: DictConfig, case: FamilyCase, max_batches: int | None, epochs: int
+) -> Measurement:
     """Iterate fresh training loaders ``epochs`` times (workers start per epoch, as with
     ``persistent_workers: false``); nothing but decode + augment + collate is timed."""
     datamodule = build_datamodule(cfg.data)
@@ -886,15 +1119,18 @@ def _time_loader(cfg: DictConfig, case: FamilyCase, max_batches: int | None,
             batches += 1
             if max_batches is not None and i + 1 >= max_batches:
                 break
-    return Measurement(time.perf_counter() - start, images, batches,
-                       {"first_batch_s": round(first or 0.0, 4)})
+    return Measurement(
+        time.perf_counter() - start, images, batches, {"first_batch_s": round(first or 0.0, 4)}
+    )
 
 
 def suite_data(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """Loader images/s per case and worker count, and model train images/s for comparison."""
     workers = args.workers if args.workers is not None else ([0, 1] if args.tiny else [0, 1, 2])
-    result: dict[str, Any] = {"settings": {"workers": workers, "device": str(device),
-                                           "min_images": args.min_images}, "cases": {}}
+    result: dict[str, Any] = {
+        "settings": {"workers": workers, "device": str(device), "min_images": args.min_images},
+        "cases": {},
+    }
     for family in args.families or list(DATA_CASES):
         for dcase in DATA_CASES[family]:
             if dcase.needs and not (REPO / dcase.needs).exists():
@@ -907,11 +1143,16 @@ def suite_data(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
     return result
 
 
-def _data_case(dcase: DataCase, workers: list[int], args: argparse.Namespace,
-               device: torch.device) -> dict[str, Any]:
+def _data_case(
+    dcase: DataCase, workers: list[int], args: argparse.Namespace, device: torch.device
+) -> dict[str, Any]:
     fam_case = FAMILY_CASES[dcase.family]()
     run_dir = args.out / "runs" / "data" / dcase.name.replace("/", "_")
-    extra = ["data.image_size=[128,128]"] if args.tiny and "membrane" in dcase.name else []
+    extra = []
+    if args.tiny and "membrane" in dcase.name:
+        extra = ["data.image_size=[128,128]"]
+    elif args.tiny and dcase.family == "detection":
+        extra = ["data.image_size=128", "data.batch_size=4"]
     base = [*dcase.overrides, *device_overrides(device), *LEAN_TRAINER, *extra, *args.override]
     cfg = compose([*base, run_dir_override(run_dir)])
     datamodule = build_datamodule(cfg.data)
@@ -950,51 +1191,91 @@ def _data_case(dcase: DataCase, workers: list[int], args: argparse.Namespace,
 
     print(f"data/{dcase.name}: model train speed", flush=True)
     model = summarize(alternate({"model": model_side}, args.repeats, args.warmup)["model"])
-    verdict = {k: "loader" if v["images_per_s"] < model["images_per_s"] else "model"
-               for k, v in loader.items()}
+    verdict = {
+        k: "loader" if v["images_per_s"] < model["images_per_s"] else "model"
+        for k, v in loader.items()
+    }
     configured = int(cfg.data.num_workers)
     return {
-        "overrides": base, "batch_size": batch_size, "image_size": list(cfg.data.image_size),
-        "images_per_epoch": epoch_images, "epochs_per_run": epochs, "loader": loader,
-        "model_train": {"model": str(cfg.model.name), "encoder": cfg.model.get("encoder"),
-                        **model},
+        "overrides": base,
+        "batch_size": batch_size,
+        "image_size": image_size_of(cfg),
+        "images_per_epoch": epoch_images,
+        "epochs_per_run": epochs,
+        "loader": loader,
+        "model_train": {"model": str(cfg.model.name), "encoder": cfg.model.get("encoder"), **model},
         "configured_workers": configured,
         "bottleneck": verdict,
         "bottleneck_at_configured_workers": verdict.get(f"workers={configured}"),
-        "loader_over_model": {k: v["images_per_s"] / model["images_per_s"]
-                              for k, v in loader.items()},
+        "loader_over_model": {
+            k: v["images_per_s"] / model["images_per_s"] for k, v in loader.items()
+        },
     }
 
 
 def md_data(result: dict[str, Any]) -> str:
     lines = md_header("Data pipeline: decode + augment + collate", result)
-    lines += ["Loader images/s iterate fresh training loaders (workers start every epoch, as "
-              "with `persistent_workers: false`); model images/s are plain training steps on "
-              "pre-collated batches. Bottleneck = the slower of the two at that worker count; on "
-              "a CPU-only machine loader workers and the model also share the same cores.", ""]
+    lines += [
+        "Loader images/s iterate fresh training loaders (workers start every epoch, as "
+        "with `persistent_workers: false`); model images/s are plain training steps on "
+        "pre-collated batches. Bottleneck = the slower of the two at that worker count; on "
+        "a CPU-only machine loader workers and the model also share the same cores.",
+        "",
+    ]
     rows = []
     for name, r in result["cases"].items():
         if "skipped" in r:
             rows.append([name, "skipped", r["skipped"], "", "", "", ""])
             continue
         for k, v in r["loader"].items():
-            rows.append([name, k, v["images_per_s"], v["first_batch_s"],
-                         r["model_train"]["images_per_s"], r["bottleneck"][k],
-                         r["loader_over_model"][k]])
-    lines += [md_table(["case", "workers", "loader img/s", "first batch s", "model train img/s",
-                        "bottleneck", "loader/model"], rows), ""]
+            rows.append(
+                [
+                    name,
+                    k,
+                    v["images_per_s"],
+                    v["first_batch_s"],
+                    r["model_train"]["images_per_s"],
+                    r["bottleneck"][k],
+                    r["loader_over_model"][k],
+                ]
+            )
+    lines += [
+        md_table(
+            [
+                "case",
+                "workers",
+                "loader img/s",
+                "first batch s",
+                "model train img/s",
+                "bottleneck",
+                "loader/model",
+            ],
+            rows,
+        ),
+        "",
+    ]
     for name, r in result["cases"].items():
         if "skipped" in r:
             continue
-        lines += [f"### Raw timings: {name}", "",
-                  raw_table({**{k: v["raw"] for k, v in r["loader"].items()},
-                             "model": r["model_train"]["raw"]}), ""]
+        lines += [
+            f"### Raw timings: {name}",
+            "",
+            raw_table(
+                {**{k: v["raw"] for k, v in r["loader"].items()}, "model": r["model_train"]["raw"]}
+            ),
+            "",
+        ]
     return "\n".join(lines)
 
 
 # =========================================================================== CLI
-RUNNERS: dict[str, tuple[Callable[[argparse.Namespace, torch.device], dict[str, Any]],
-                         Callable[[dict[str, Any]], str]]] = {
+RUNNERS: dict[
+    str,
+    tuple[
+        Callable[[argparse.Namespace, torch.device], dict[str, Any]],
+        Callable[[dict[str, Any]], str],
+    ],
+] = {
     "segmentation": (suite_segmentation, md_segmentation),
     "overhead": (suite_overhead, md_overhead),
     "data": (suite_data, md_data),
@@ -1002,37 +1283,79 @@ RUNNERS: dict[str, tuple[Callable[[argparse.Namespace, torch.device], dict[str, 
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("suite", choices=SUITES)
-    p.add_argument("--out", type=Path, default=Path("bench_out"),
-                   help="folder for <suite>.json / <suite>.md (default: bench_out)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench_out"),
+        help="folder for <suite>.json / <suite>.md (default: bench_out)",
+    )
     p.add_argument("--tiny", action="store_true", help="a few steps only (smoke test, < 60 s)")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="timed repeats per side (default 5; 4 for segmentation; 1 with --tiny)")
-    p.add_argument("--warmup", type=int, default=None,
-                   help="warm-up rounds before the timed ones (default 1; 0 with --tiny)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed repeats per side (default 5; 4 for segmentation; 1 with --tiny)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="warm-up rounds before the timed ones (default 1; 0 with --tiny)",
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra Hydra override for our side's config (repeatable)")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra Hydra override for our side's config (repeatable)",
+    )
     g = p.add_argument_group("segmentation")
-    g.add_argument("--epochs", type=int, default=None,
-                   help="training epochs (default: the recipe's trainer.max_epochs)")
-    g.add_argument("--chunk-steps", type=int, default=None,
-                   help="training steps per epoch in a throughput chunk (default 6 = one epoch)")
+    g.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="training epochs (default: the recipe's trainer.max_epochs)",
+    )
+    g.add_argument(
+        "--chunk-steps",
+        type=int,
+        default=None,
+        help="training steps per epoch in a throughput chunk (default 6 = one epoch)",
+    )
     g.add_argument("--chunk-epochs", type=int, default=1, help="epochs per throughput chunk")
     g.add_argument("--fg-class", type=int, default=1, help="foreground class index (1 = cell)")
     g.add_argument("--skip-quality", action="store_true", help="throughput phase only")
-    g.add_argument("--keep-checkpoints", action="store_true",
-                   help="keep our run's checkpoints under <out>/runs")
+    g.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep our run's checkpoints under <out>/runs",
+    )
     g = p.add_argument_group("overhead / data")
     g.add_argument("--families", nargs="+", default=None, help="families to run (default all)")
-    g.add_argument("--batches", type=int, default=None,
-                   help="overhead: pre-collated batches per timed run (default 12)")
-    g.add_argument("--workers", type=int, nargs="+", default=None,
-                   help="data: loader worker counts (default 0 1 2)")
-    g.add_argument("--min-images", type=int, default=192,
-                   help="data: images per timed loader run at least (whole epochs)")
+    g.add_argument(
+        "--batches",
+        type=int,
+        default=None,
+        help="overhead: pre-collated batches per timed run (default 12)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=None,
+        help="data: loader worker counts (default 0 1 2)",
+    )
+    g.add_argument(
+        "--min-images",
+        type=int,
+        default=192,
+        help="data: images per timed loader run at least (whole epochs)",
+    )
     args = p.parse_args(argv)
     if args.repeats is None:
         args.repeats = 1 if args.tiny else (4 if args.suite == "segmentation" else 5)
@@ -1057,8 +1380,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     start, load_start = time.perf_counter(), load_average()
     run, to_md = RUNNERS[args.suite]
     result = {
-        "suite": args.suite, "command": command, "tiny": args.tiny, "repeats": args.repeats,
-        "warmup": args.warmup, "machine": machine_info(), "load_average_start": load_start,
+        "suite": args.suite,
+        "command": command,
+        "tiny": args.tiny,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "machine": machine_info(),
+        "load_average_start": load_start,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     result.update(run(args, device))

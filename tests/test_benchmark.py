@@ -36,7 +36,10 @@ def _run_tiny(suite: str, out: Path) -> dict[str, Any]:
     """Run one suite as `python scripts/benchmark.py <suite> --tiny --out <out>`."""
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), suite, "--tiny", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (out / f"{suite}.md").read_text().startswith("# ")
@@ -67,10 +70,17 @@ def test_membrane_experiment_is_the_acceptance_recipe() -> None:
     run_dir = "paths.run_dir=/tmp/unused"
     recipe = bench.compose([bench.MEMBRANE_RECIPE, run_dir])
     epochs = recipe.trainer.max_epochs
-    explicit = bench.compose([
-        "task=segmentation", "model=unet", "data=membrane", "model.encoder=resnet18",
-        f"trainer.max_epochs={epochs}", "seed=0", run_dir,
-    ])
+    explicit = bench.compose(
+        [
+            "task=segmentation",
+            "model=unet",
+            "data=membrane",
+            "model.encoder=resnet18",
+            f"trainer.max_epochs={epochs}",
+            "seed=0",
+            run_dir,
+        ]
+    )
     assert OmegaConf.to_yaml(recipe) == OmegaConf.to_yaml(explicit)
     assert recipe.data.splits.train == "0:24" and recipe.data.splits.val == "24:30"
     assert recipe.model.pretrained_file is None  # from scratch
@@ -139,5 +149,7 @@ def test_segmentation_suite_tiny(tmp_path: Path) -> None:
     assert _positive(result["throughput"]["ratio"])
     assert result["settings"]["foreground_class"]["metric"] == "val/dice_cell"
     assert set(result["acceptance"]) == {
-        "throughput_ratio_ge_0.95", "dice_fg_final_ours_ge_smp", "dice_fg_best_ours_ge_smp"
+        "throughput_ratio_ge_0.95",
+        "dice_fg_final_ours_ge_smp",
+        "dice_fg_best_ours_ge_smp",
     }

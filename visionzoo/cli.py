@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -346,7 +347,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if stage not in ("val", "test"):
         raise UserError(f"split={stage!r}; choose val or test")
     run = trainer.validate if stage == "val" else trainer.test
-    run(module, dataloaders=datamodule.loader(stage))
+    run(module, datamodule=datamodule)
     metrics = final_metrics(trainer)
     out = {"checkpoint": str(cfg.ckpt_path), "split": stage, "metrics": metrics}
     (run_dir / "eval_metrics.json").write_text(json.dumps(out, indent=1))
@@ -397,14 +398,15 @@ def export(cfg: DictConfig) -> None:
 def check_data(cfg: DictConfig) -> None:
     """Print a report on each split of a detection dataset: images, boxes per class, box sizes
     and every problem found."""
-    from visionzoo.data.check import check_detection, format_report
+    from visionzoo.data.check import capture_reader_warnings, check_detection, format_report
 
     datamodule = build_datamodule(cfg.data)
     if not hasattr(datamodule, "source"):
         raise UserError("check_data.py supports detection datasets (data=<coco|yolo|voc|...>)")
     datamodule.prepare_data()
     for split in cfg.splits:
-        report = check_detection(datamodule.source(split), decode_images=cfg.decode_images)
+        source, fixed = capture_reader_warnings(lambda s=split: datamodule.source(s))
+        report = check_detection(source, decode_images=cfg.decode_images, reader_warnings=fixed)
         print(f"== {split} ==")
         print(format_report(report))
 
@@ -467,6 +469,8 @@ def _guarded(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
 
 def _entry(config_name: str, fn: Callable[[DictConfig], Any]) -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
+    # The detection EMA copy is in eval mode on purpose; Lightning would warn about it each fit.
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     try:
         check_overrides(config_name, sys.argv[1:])
     except UserError as err:

@@ -87,7 +87,7 @@ def test_target_assignment_matches_the_rule() -> None:
     targets = torch.tensor(rows, dtype=torch.float32)
     shapes = [(192 // s, 256 // s) for s in (8, 16, 32)]
     got = set()
-    for level, (b, a, gj, gi, cls, tbox, anchors) in enumerate(
+    for level, (b, a, gj, gi, cls, tbox, _anchor) in enumerate(
         model.build_targets(shapes, targets)
     ):
         got |= {

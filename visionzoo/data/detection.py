@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -96,11 +95,9 @@ class DetectionDataset(Dataset):
                     f"image {str(rec.file)!r} is {img.shape[1]}×{img.shape[0]} but its "
                     f"annotation says {rec.width}×{rec.height}; fix the annotation's size"
                 )
-            scale = self.img_size / max(img.shape[:2])
-            if scale != 1:
-                interp = cv2.INTER_LINEAR if (self.train or scale > 1) else cv2.INTER_AREA
-                size = (max(round(img.shape[1] * scale), 1), max(round(img.shape[0] * scale), 1))
-                img = cv2.resize(img, size, interpolation=interp)
+            shrink = not self.train and max(img.shape[:2]) > self.img_size
+            interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+            img, _, scale = T.resize_long_side(img, np.zeros((0, 4)), self.img_size, interp)
             if self._cache is not None:
                 self._cache[index] = (img, scale)
         keep = ~rec.ignored
@@ -223,6 +220,9 @@ class DetectionDataModule(VisionDataModule):
     - ``coco``: ``{stage: [annotation JSON, image folder]}`` relative to ``root``;
     - ``yolo``: ``{stage: key in the data YAML}``, with ``root`` the data YAML file;
     - ``voc``: ``{stage: ImageSets/Main split name}`` with ``root`` the VOC folder.
+
+    ``recipe`` holds the training length (``epochs``) and ``nominal_batch_size`` a dataset is
+    tuned for, so ``data=<name>`` alone picks a sensible schedule.
     """
 
     def __init__(
@@ -237,9 +237,13 @@ class DetectionDataModule(VisionDataModule):
         rect_eval: bool = True,
         cache_images: bool = False,
         keep_difficult: bool = True,
+        recipe: dict[str, Any] | None = None,
         **loader_kw: Any,
     ) -> None:
         super().__init__(root=root, **loader_kw)
+        # Training length and nominal batch this dataset is tuned for; the task config reads
+        # them (trainer.max_epochs, task.nominal_batch_size), the loaders only need epochs.
+        self.recipe = dict(recipe or {})
         if format not in FORMATS:
             raise DataError(f"unknown data.format {format!r}; choose one of {', '.join(FORMATS)}")
         if image_size % 32:
@@ -289,6 +293,7 @@ class DetectionDataModule(VisionDataModule):
     def setup(self, stage: str | None = None) -> None:
         stages = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
         max_epochs = self.trainer.max_epochs if self.trainer is not None else None
+        max_epochs = max_epochs or self.recipe.get("epochs")
         for s in stages.get(stage or "fit", ("train", "val")):
             if s not in self.datasets:
                 self.datasets[s] = DetectionDataset(
@@ -323,7 +328,9 @@ class DetectionDataModule(VisionDataModule):
             batches = dataset.set_rect_shapes(self.eval_batch_size)
         else:
             idx = list(range(len(dataset)))
-            batches = [idx[i : i + self.eval_batch_size] for i in range(0, len(idx), self.eval_batch_size)]
+            batches = [
+                idx[i : i + self.eval_batch_size] for i in range(0, len(idx), self.eval_batch_size)
+            ]
         return DataLoader(dataset, batch_sampler=RectBatchSampler(batches), **common)
 
     def eval_dataset(self, stage: str = "val") -> DetectionDataset:
@@ -342,4 +349,3 @@ class DetectionDataModule(VisionDataModule):
             "category_ids": list(src.category_ids),
             "image_size": self.image_size,
         }
-

@@ -32,8 +32,11 @@ def scale_predictions(
     for p, (ratio, pad), size in zip(preds, batch["ratio_pad"], batch["orig_size"], strict=True):
         boxes = T.scale_boxes_back(p["boxes"].float().cpu().numpy(), ratio, pad, size)
         out.append(
-            {"boxes": torch.from_numpy(np.asarray(boxes, dtype=np.float32)),
-             "scores": p["scores"].float().cpu(), "labels": p["labels"].cpu()}
+            {
+                "boxes": torch.from_numpy(np.asarray(boxes, dtype=np.float32)),
+                "scores": p["scores"].float().cpu(),
+                "labels": p["labels"].cpu(),
+            }
         )
     return out
 
@@ -103,7 +106,9 @@ class DetectionModule(VisionModule):
                     continue
                 if name == "bias":
                     biases.append(p)
-                elif isinstance(module, nn.modules.batchnorm._NormBase | nn.GroupNorm | nn.LayerNorm):
+                elif isinstance(
+                    module, nn.modules.batchnorm._NormBase | nn.GroupNorm | nn.LayerNorm
+                ):
                     norms.append(p)
                 else:
                     weights.append(p)
@@ -176,7 +181,9 @@ class DetectionModule(VisionModule):
         if ni - int(self.last_opt_step) >= accumulate or batch_idx == nb - 1:
             if self.hparams.grad_clip:
                 self.clip_gradients(
-                    optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm"
+                    optimizer,
+                    gradient_clip_val=self.hparams.grad_clip,
+                    gradient_clip_algorithm="norm",
                 )
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -185,7 +192,9 @@ class DetectionModule(VisionModule):
             self.last_opt_step.fill_(ni)
         bs = images.shape[0]
         logged = {f"train/{k}": v.detach().float() for k, v in losses.items() if k != "loss"}
-        logged["train/loss"] = losses["loss"].detach().float() / bs
+        # YOLOv5 returns the batch sum (its gradient scale); log the per-image value.
+        per_image = bs if getattr(self.model, "loss_sums_batch", False) else 1
+        logged["train/loss"] = losses["loss"].detach().float() / per_image
         self.log_dict(logged, prog_bar=True, batch_size=bs, on_step=True, on_epoch=True)
         self.log("train/lr", optimizer.param_groups[1]["lr"], batch_size=bs)
         return losses["loss"].detach()
@@ -244,7 +253,9 @@ class DetectionModule(VisionModule):
                     self.class_names, result["ap_per_class"], result["ap50_per_class"], strict=True
                 )
             }
-            (self._plot_dir.parent / "test_per_class.json").write_text(json.dumps(per_class, indent=1))
+            (self._plot_dir.parent / "test_per_class.json").write_text(
+                json.dumps(per_class, indent=1)
+            )
 
     # -------------------------------------------------------------------------------- outputs
     def on_fit_start(self) -> None:
@@ -326,17 +337,14 @@ class DetectionModule(VisionModule):
         for image_id, path in enumerate(files):
             image = read_rgb(path)
             h0, w0 = image.shape[:2]
-            scale = self.image_size / max(h0, w0)
-            resized = image
-            if scale != 1:
-                import cv2
-
-                resized = cv2.resize(
-                    image, (round(w0 * scale), round(h0 * scale)), interpolation=cv2.INTER_LINEAR
-                )
+            resized, _, scale = T.resize_long_side(image, np.zeros((0, 4)), self.image_size)
             boxed, _, (ratio, pad) = T.letterbox(
-                resized, np.zeros((0, 4), np.float32), self.image_size, stride=stride,
-                auto=True, scaleup=False
+                resized,
+                np.zeros((0, 4), np.float32),
+                self.image_size,
+                stride=stride,
+                auto=True,
+                scaleup=False,
             )
             x = torch.from_numpy(boxed.transpose(2, 0, 1).copy())[None].to(self.device)
             pred = model(x.float() / 255)[0]
@@ -349,15 +357,23 @@ class DetectionModule(VisionModule):
                 pred["scores"][pred["scores"] > 0.25],
                 self.class_names,
             )
-            Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(out_dir / f"{Path(path).stem}_pred.jpg")
-            for box, score, label in zip(pred["boxes"].tolist(), pred["scores"].tolist(),
-                                         pred["labels"].tolist(), strict=True):
+            Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(
+                out_dir / f"{Path(path).stem}_pred.jpg"
+            )
+            for box, score, label in zip(
+                pred["boxes"].tolist(),
+                pred["scores"].tolist(),
+                pred["labels"].tolist(),
+                strict=True,
+            ):
                 x1, y1, x2, y2 = box
-                results.append({
-                    "image_id": image_id,
-                    "file_name": str(path),
-                    "category_id": int(self.category_ids[label]),
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "score": score,
-                })
+                results.append(
+                    {
+                        "image_id": image_id,
+                        "file_name": str(path),
+                        "category_id": int(self.category_ids[label]),
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "score": score,
+                    }
+                )
         return results

@@ -65,8 +65,9 @@ def fit_anchors(
     for _ in range(generations):
         v = np.ones(k.shape)
         while (v == 1).all():  # mutate until something changes
-            v = ((rng.random(k.shape) < 0.9) * rng.random() * rng.standard_normal(k.shape) * 0.1
-                 + 1).clip(0.3, 3.0)
+            v = (
+                (rng.random(k.shape) < 0.9) * rng.random() * rng.standard_normal(k.shape) * 0.1 + 1
+            ).clip(0.3, 3.0)
         candidate = (k * v).clip(min=2.0)
         fc = fitness(candidate)
         if fc > f:
@@ -92,7 +93,9 @@ def check_anchors(
     new = fit_anchors(wh, n=len(anchors), thr=thr)
     new_bpr, _ = anchor_metrics(wh, new, thr)
     if new_bpr <= bpr:
-        log.info("AutoAnchor: refit anchors reach BPR %.4f, not better; keeping the old ones", new_bpr)
+        log.info(
+            "AutoAnchor: refit anchors reach BPR %.4f, not better; keeping the old ones", new_bpr
+        )
         return False
     model.anchors.copy_(torch.from_numpy(new).reshape(model.anchors.shape).to(model.anchors))
     log.info("AutoAnchor: new anchors reach BPR %.4f (was %.4f)", new_bpr, bpr)

@@ -160,6 +160,7 @@ class YOLOv5(nn.Module):
     """
 
     stride = 32
+    loss_sums_batch = True  # ``loss`` is the per-image mean × batch size, as YOLOv5 trains
 
     def __init__(
         self,
@@ -280,8 +281,17 @@ class YOLOv5(nn.Module):
             anchors = self.anchors[i] / self.strides[i]  # grid units
             if len(targets) == 0:
                 empty = torch.zeros(0, dtype=torch.long, device=device)
-                out.append((empty, empty, empty, empty, empty, torch.zeros((0, 4), device=device),
-                            torch.zeros((0, 2), device=device)))
+                out.append(
+                    (
+                        empty,
+                        empty,
+                        empty,
+                        empty,
+                        empty,
+                        torch.zeros((0, 4), device=device),
+                        torch.zeros((0, 2), device=device),
+                    )
+                )
                 continue
             t = targets.clone()
             t[:, 2:6] /= self.strides[i]
