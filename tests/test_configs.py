@@ -26,6 +26,8 @@ def test_every_config_file_composes(group: str, option: str, tmp_path: Path) -> 
         overrides.append(f"task={target.rsplit('.', 2)[-2]}")  # visionzoo.data.<task>.<Module>
     if group == "model":
         overrides.append(f"task={_task_of(option)}")
+    if group == "loss":  # the loss group configures the per-pixel losses of segmentation
+        overrides.append("task=segmentation")
     cfg = compose(overrides, tmp_path)
     resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     assert resolved["task"]["name"]
@@ -58,3 +60,32 @@ def test_task_picks_its_default_model_and_data(tmp_path: Path) -> None:
     assert cfg.data.synthetic.name == "segmentation_shapes"
     cfg = compose(["task=segmentation", "model=fcn"], tmp_path)
     assert cfg.model.name == "fcn", "a command-line model= must win over the task's default"
+
+
+def _stems(group: str) -> list[str]:
+    return [p.stem for p in sorted((CONFIGS / group).glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("task", _stems("task"))
+@pytest.mark.parametrize("optimizer", _stems("optimizer"))
+def test_every_task_builds_every_optimizer(task: str, optimizer: str, tmp_path: Path) -> None:
+    """A task's optimizer settings must suit every optimizer (e.g. no Adam betas for SGD)."""
+    import torch
+
+    from visionzoo.utils import call_spec
+
+    cfg = compose([f"task={task}", f"optimizer={optimizer}"], tmp_path)
+    spec = OmegaConf.to_container(cfg.optimizer, resolve=True)
+    call_spec(spec, [torch.nn.Parameter(torch.zeros(1))])
+
+
+@pytest.mark.parametrize("name", _stems("experiment"))
+def test_every_experiment_builds_its_optimizer(name: str, tmp_path: Path) -> None:
+    import torch
+
+    from visionzoo.utils import call_spec
+
+    cfg = compose([f"experiment={name}"], tmp_path)
+    call_spec(
+        OmegaConf.to_container(cfg.optimizer, resolve=True), [torch.nn.Parameter(torch.zeros(1))]
+    )

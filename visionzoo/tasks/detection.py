@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 
 from visionzoo.data.io import read_rgb
@@ -235,6 +236,11 @@ class DetectionModule(VisionModule):
 
     def on_validation_epoch_start(self) -> None:
         self._plot_batch = None
+        # DDP keeps parameters equal across ranks, but each rank's EMA also averages its own
+        # BatchNorm statistics: evaluate (and checkpoint) rank 0's average everywhere.
+        if self.ema is not None and self.trainer.world_size > 1 and dist.is_initialized():
+            for tensor in self.ema.state_dict().values():
+                dist.broadcast(tensor, src=0)
 
     def on_validation_epoch_end(self) -> None:
         result = self._eval_epoch_end("val")
@@ -290,6 +296,7 @@ class DetectionModule(VisionModule):
                 row[key.removesuffix("_epoch")] = float(value)
         row.update({f"val/{k}": float(result[k]) for k in METRIC_KEYS if k in result})
         path = folder.parent / "results.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
         rows = list(csv.DictReader(path.open())) if path.is_file() else []
         rows.append(row)
         fields = list(dict.fromkeys(k for r in rows for k in r))  # union, first-seen order
