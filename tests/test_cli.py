@@ -197,10 +197,14 @@ def test_unknown_key_lists_valid_keys(tmp_path: Path) -> None:
 
 
 def test_missing_dataset_path_names_the_key(tmp_path: Path) -> None:
-    _fails(run_cli("train.py", "data=mask_folder", "data.num_classes=2"), "data.root")
+    _fails(
+        run_cli("train.py", "task=segmentation", "data=mask_folder", "data.num_classes=2"),
+        "data.root",
+    )
     _fails(
         run_cli(
             "train.py",
+            "task=segmentation",
             "data=mask_folder",
             "data.num_classes=2",
             f"data.root={tmp_path / 'nowhere'}",
@@ -224,6 +228,7 @@ def test_corrupt_image_names_the_file(tmp_path: Path) -> None:
     (root / "images" / "1.png").write_bytes(b"definitely not a png")
     proc = run_cli(
         "train.py",
+        "task=segmentation",
         "data=mask_folder",
         f"data.root={root}",
         "data.num_classes=2",
@@ -240,7 +245,7 @@ def test_corrupt_image_names_the_file(tmp_path: Path) -> None:
 def test_model_of_another_task_is_refused(tmp_path: Path) -> None:
     register_model("iqa", "zz_test_iqa_model")(lambda **kw: torch.nn.Identity())
     try:
-        cfg = compose([], tmp_path)
+        cfg = compose(["task=segmentation"], tmp_path)
         cfg.model.name = "zz_test_iqa_model"
         with pytest.raises(UserError) as err:
             check_model_task(cfg)
