@@ -268,16 +268,19 @@ class DetectionModule(VisionModule):
         # trainer.log_dir broadcasts under DDP, so every rank asks for it here, together.
         log_dir = self.trainer.log_dir
         self._plot_dir = Path(log_dir) / "plots" if log_dir else None
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not hasattr(datamodule, "source"):  # fit on bare loaders (benchmarks): no labels
+            return
         if self.hparams.autoanchor and hasattr(self.model, "anchors"):
             from visionzoo.models.detection.autoanchor import check_anchors
 
-            check_anchors(self.model, self.trainer.datamodule.source("train"), self.image_size)
+            check_anchors(self.model, datamodule.source("train"), self.image_size)
             if self.ema is not None:
                 self.ema.module.anchors.copy_(self.model.anchors)
         if self.hparams.plots and self.trainer.is_global_zero and self._plot_dir is not None:
             from visionzoo.plots_detection import plot_label_distribution
 
-            src = self.trainer.datamodule.source("train")
+            src = datamodule.source("train")
             self._plot_dir.mkdir(parents=True, exist_ok=True)
             plot_label_distribution(src.records, self.class_names, self._plot_dir / "labels.png")
 
