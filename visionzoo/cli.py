@@ -21,6 +21,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
@@ -219,7 +220,12 @@ def build_trainer(cfg: DictConfig, run_dir: Path, **extra: Any) -> pl.Trainer:
 def build_datamodule(data_cfg: dict[str, Any] | DictConfig) -> pl.LightningDataModule:
     if isinstance(data_cfg, DictConfig):
         data_cfg = OmegaConf.to_container(data_cfg, resolve=True)
-    return hydra.utils.instantiate(data_cfg, _convert_="all")
+    try:
+        return hydra.utils.instantiate(data_cfg, _convert_="all")
+    except InstantiationException as err:  # surface our own one-line data errors unwrapped
+        if isinstance(err.__cause__, DataError | ValueError):
+            raise err.__cause__ from None
+        raise
 
 
 def to_plain(cfg: Any) -> Any:
