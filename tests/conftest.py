@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -71,3 +72,30 @@ def compose(overrides: list[str], run_dir: Path, config_name: str = "train"):
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return hydra_compose(config_name, overrides=[*overrides, f"paths.run_dir={run_dir}"])
+
+
+class StopAfter(pl.Callback):
+    """Ends training after ``epochs`` epochs, as an interrupted run would."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.current_epoch + 1 >= self.epochs:
+            trainer.should_stop = True
+
+
+def fit_run(
+    overrides: list[str], run_dir: Path, stop_after: int | None = None, ckpt: str | None = None
+) -> tuple[pl.Trainer, pl.LightningModule]:
+    """``trainer.fit`` of a composed config from seed 0, optionally stopping after
+    ``stop_after`` epochs or resuming from ``ckpt``; returns (trainer, module)."""
+    from visionzoo.cli import build_run
+
+    pl.seed_everything(0, workers=True, verbose=False)
+    cfg = compose(overrides, run_dir)
+    trainer, module, datamodule = build_run(cfg, run_dir)
+    if stop_after is not None:
+        trainer.callbacks.append(StopAfter(stop_after))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    return trainer, module

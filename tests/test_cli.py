@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
-from conftest import TINY_SEG, compose, run_cli
+from conftest import TINY_SEG, compose, fit_run, run_cli
 from PIL import Image
 
 from visionzoo.cli import UserError, build_run, check_model_task
@@ -96,13 +95,7 @@ def test_resume_continues_the_exact_schedule(tmp_path: Path) -> None:
     ]
 
     def fit(run_dir: Path, stop_after: int | None = None, ckpt: str | None = None):
-        pl.seed_everything(0, workers=True, verbose=False)
-        cfg = compose(overrides, run_dir)
-        trainer, module, dm = build_run(cfg, run_dir)
-        if stop_after is not None:
-            trainer.callbacks.append(_StopAfter(stop_after))
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
-        return trainer, module
+        return fit_run(overrides, run_dir, stop_after, ckpt)
 
     _, full = fit(tmp_path / "full")
     first, _ = fit(tmp_path / "part", stop_after=2)
@@ -112,15 +105,6 @@ def test_resume_continues_the_exact_schedule(tmp_path: Path) -> None:
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), name
     assert resumed.best == pytest.approx(full.best, abs=1e-6)
-
-
-class _StopAfter(pl.Callback):
-    def __init__(self, epochs: int) -> None:
-        self.epochs = epochs
-
-    def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if trainer.current_epoch + 1 >= self.epochs:
-            trainer.should_stop = True
 
 
 def test_sweep_writes_one_folder_per_job_and_a_summary(tmp_path: Path) -> None:

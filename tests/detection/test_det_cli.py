@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
-from conftest import TINY_DET, compose, run_cli
+from conftest import TINY_DET, compose, fit_run, run_cli
 from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -109,15 +108,6 @@ def test_fast_dev_run_every_detection_model(model: str, tmp_path: Path) -> None:
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
 
 
-class _StopAfter(pl.Callback):
-    def __init__(self, epochs: int) -> None:
-        self.epochs = epochs
-
-    def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if trainer.current_epoch + 1 >= self.epochs:
-            trainer.should_stop = True
-
-
 @pytest.mark.slow
 def test_resume_continues_the_exact_schedule(tmp_path: Path) -> None:
     """Warm-up, accumulation, EMA, mosaic closing: stopping after 2 of 4 epochs and resuming
@@ -133,13 +123,7 @@ def test_resume_continues_the_exact_schedule(tmp_path: Path) -> None:
     ]
 
     def fit(run_dir: Path, stop_after: int | None = None, ckpt: str | None = None):
-        pl.seed_everything(0, workers=True, verbose=False)
-        cfg = compose(overrides, run_dir)
-        trainer, module, dm = build_run(cfg, run_dir)
-        if stop_after is not None:
-            trainer.callbacks.append(_StopAfter(stop_after))
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
-        return trainer, module
+        return fit_run(overrides, run_dir, stop_after, ckpt)
 
     _, full = fit(tmp_path / "full")
     first, _ = fit(tmp_path / "part", stop_after=2)

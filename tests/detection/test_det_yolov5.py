@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from det_helpers import blob_batch, overfit
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops import box_iou
 
@@ -102,20 +103,6 @@ def test_target_assignment_matches_the_rule() -> None:
     assert len(got) > 20
 
 
-def _blob_batch():
-    """Two 128×128 images with bright squares / discs of two classes."""
-    images = torch.zeros(2, 3, 128, 128)
-    images[0, :, 20:60, 30:70] = 1.0  # class 0 square
-    yy, xx = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
-    disc = ((yy - 80) ** 2 + (xx - 80) ** 2) < 25**2
-    images[1, 1][disc] = 1.0  # class 1 green disc
-    targets = [
-        {"boxes": torch.tensor([[30.0, 20.0, 70.0, 60.0]]), "labels": torch.tensor([0])},
-        {"boxes": torch.tensor([[55.0, 55.0, 105.0, 105.0]]), "labels": torch.tensor([1])},
-    ]
-    return images, targets
-
-
 def test_training_overfits_two_images() -> None:
     torch.manual_seed(0)
     # cls_gain 40 undoes YOLOv5's classes/80 scaling, so two classes are learnt in few steps
@@ -123,16 +110,9 @@ def test_training_overfits_two_images() -> None:
     for m in model.modules():  # BN statistics must settle within a few dozen steps
         if isinstance(m, torch.nn.BatchNorm2d):
             m.momentum = 0.3
-    images, targets = _blob_batch()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    first = None
-    for _ in range(40):
-        losses = model(images, targets)
-        opt.zero_grad()
-        losses["loss"].backward()
-        opt.step()
-        first = first if first is not None else float(losses["loss"].detach())
-    assert float(losses["loss"].detach()) < 0.5 * first
+    images, targets = blob_batch()
+    history = overfit(model, images, targets, steps=40, lr=3e-3)
+    assert history[-1] < 0.5 * history[0]
     model.eval()
     with torch.no_grad():
         preds = model(images)

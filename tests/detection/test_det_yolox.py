@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from det_helpers import blob_batch, overfit
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops import box_iou
 
@@ -165,19 +166,6 @@ def test_simota_matches_reference_on_random_boxes() -> None:
         assert torch.allclose(iou, box_iou(boxes[points], gts)[torch.arange(len(idx)), idx])
 
 
-def _blob_batch() -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
-    """Two 128×128 images: a white square (class 0) and a green disc (class 1)."""
-    images = torch.zeros(2, 3, 128, 128)
-    images[0, :, 20:60, 30:70] = 1.0
-    yy, xx = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
-    images[1, 1][((yy - 80) ** 2 + (xx - 80) ** 2) < 25**2] = 1.0
-    targets = [
-        {"boxes": torch.tensor([[30.0, 20.0, 70.0, 60.0]]), "labels": torch.tensor([0])},
-        {"boxes": torch.tensor([[55.0, 55.0, 105.0, 105.0]]), "labels": torch.tensor([1])},
-    ]
-    return images, targets
-
-
 def _calibrate_batchnorm(model: nn.Module, images: torch.Tensor) -> None:
     """Set each BatchNorm's running statistics to the exact (biased) statistics of ``images``.
 
@@ -201,15 +189,8 @@ def _calibrate_batchnorm(model: nn.Module, images: torch.Tensor) -> None:
 def test_training_overfits_two_images() -> None:
     torch.manual_seed(0)
     model = YOLOX(size="nano", num_classes=2)
-    images, targets = _blob_batch()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(60):
-        out = model(images, targets)
-        opt.zero_grad()
-        out["loss"].backward()
-        opt.step()
-        losses.append(float(out["loss"].detach()))
+    images, targets = blob_batch()
+    losses = overfit(model, images, targets, steps=60, lr=3e-3)
     _calibrate_batchnorm(model, images)
     with torch.no_grad():
         preds = model(images)
@@ -230,7 +211,7 @@ def test_empty_targets_give_finite_objectness_only_loss() -> None:
 
 def test_no_aug_epochs_switch_on_the_l1_loss() -> None:
     model = YOLOX(size="nano", num_classes=2)
-    images, targets = _blob_batch()
+    images, targets = blob_batch()
     model.set_epoch(0, 10, no_aug=False)
     assert model(images, targets)["loss_l1"] == 0
     model.set_epoch(9, 10, no_aug=True)
