@@ -10,6 +10,7 @@ import yaml
 
 import visionzoo
 from visionzoo.registry import RegistryError, model_task
+from visionzoo.tasks.base import RUNTIME_KEYS, split_model_spec
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -28,6 +29,8 @@ def test_every_model_config_names_a_registered_model() -> None:
 
 def test_every_registered_model_has_a_config() -> None:
     assert set(visionzoo.list_models()) == set(model_configs())
+    for stem, cfg in model_configs().items():  # `model.compile=true` works for every model
+        assert set(RUNTIME_KEYS) <= set(cfg), f"configs/model/{stem}.yaml lacks {RUNTIME_KEYS}"
 
 
 def test_model_config_task_matches_a_task_config() -> None:
@@ -57,10 +60,11 @@ def test_duplicate_registration_is_refused() -> None:
 def test_forward_every_registered_model(name: str) -> None:
     """Each model's config defaults build a model that follows its family's contract:
     per-pixel logits (segmentation); a loss dict in training and boxes in eval (detection)."""
+    _, kwargs, _ = split_model_spec(model_configs()[name])  # drops compile / channels_last
     cfg = {
         k: v
-        for k, v in model_configs()[name].items()
-        if k != "name" and not (isinstance(v, str) and v.startswith("${"))  # interpolations
+        for k, v in kwargs.items()
+        if not (isinstance(v, str) and v.startswith("${"))  # interpolations
     }
     cfg["num_classes"] = 3
     model = visionzoo.create_model(name, **cfg)

@@ -279,7 +279,6 @@ def build_run(cfg: DictConfig, run_dir: Path, **trainer_kw: Any):
         scheduler=to_plain(cfg.get("scheduler")) or None,
         data_meta=meta,
         data=to_plain(cfg.data),
-        compile=cfg.compile,
         task_name=cfg.task.name,
         **task,
     )
@@ -477,6 +476,9 @@ def _entry(config_name: str, fn: Callable[[DictConfig], Any]) -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
     # The detection EMA copy is in eval mode on purpose; Lightning would warn about it each fit.
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+    # VisionModule's on_after_batch_transfer (channels-last inputs) is meant to win over the
+    # data module's, which keeps Lightning's default; Lightning would warn about it each fit.
+    warnings.filterwarnings("ignore", message=r".*overridden `on_after_batch_transfer`.*")
     try:
         check_overrides(config_name, sys.argv[1:])
     except UserError as err:

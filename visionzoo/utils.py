@@ -42,3 +42,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def trains_on_cuda(trainer: Any) -> bool:
+    """Whether ``trainer`` (a Lightning trainer or ``None``) puts the model on a CUDA device."""
+    return trainer is not None and trainer.strategy.root_device.type == "cuda"

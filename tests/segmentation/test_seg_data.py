@@ -359,6 +359,25 @@ def test_dataset_augmentation_is_fixed_by_the_sample_seed(tmp_path: Path) -> Non
     assert any(not torch.equal(a["image"], o) for o in others)
 
 
+def test_equal_probability_flips_fire_independently(tmp_path: Path) -> None:
+    """hflip and vflip at p=0.5 must each fire on about half the seeds, *independently*: with
+    albumentations' ``Compose.set_random_seed`` alone both flips share one seed and always agree.
+    Quadrant labels 0..3 show which flips a sample got (the crop keeps the whole image)."""
+    root = tmp_path / "data"
+    quad = np.zeros((32, 32), dtype=np.uint8)
+    quad[:16, 16:], quad[16:, :16], quad[16:, 16:] = 1, 2, 3
+    _save(root / "images" / "0.png", np.dstack([quad * 60] * 3))
+    _save(root / "masks" / "0.png", quad)
+    augment = {"scale": [1.0, 1.0], "hflip": 0.5, "vflip": 0.5, "rotate90": 0.0, "color": 0.0}
+    dm = _dm(root, num_classes=4, splits={"train": None, "val": None}, augment=augment)
+    dm.setup("fit")
+    ds = dm.datasets["train"]
+    # top-left label after the flips: none 0, h 1, v 2, both 3
+    outcomes = [int(ds[(0, seed)]["mask"][0, 0]) for seed in range(400)]
+    counts = np.bincount(outcomes, minlength=4)
+    assert counts.sum() == 400 and (counts >= 70).all(), counts  # ~100 each; 70 is > 3 sd off
+
+
 def test_train_loader_repeats_exactly(tmp_path: Path) -> None:
     """Two loaders for the same (seed, epoch) give identical batches: resuming is exact."""
     dm = _dm(_mask_folder(tmp_path), value_map={0: 0, 255: 1}, splits={"train": None, "val": None})

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from visionzoo.data.io import DataError
 from visionzoo.data.sampler import SeededSampler
 from visionzoo.data.synthetic import default_cache_dir, ensure_synthetic
+from visionzoo.utils import trains_on_cuda
 
 
 class VisionDataModule(pl.LightningDataModule):
@@ -25,7 +26,7 @@ class VisionDataModule(pl.LightningDataModule):
         batch_size: int = 8,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool | str = "auto",
         persistent_workers: bool = False,
         seed: int = 0,
         synthetic: dict[str, Any] | None = None,
@@ -42,7 +43,9 @@ class VisionDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
-        self.pin_memory = pin_memory
+        if pin_memory not in (True, False, "auto"):
+            raise DataError(f"data.pin_memory={pin_memory!r}; choose true, false or auto")
+        self._pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
         self.seed = seed
         self.datasets: dict[str, Dataset] = {}
@@ -57,6 +60,22 @@ class VisionDataModule(pl.LightningDataModule):
                 "folder that holds your data"
             )
 
+    @property
+    def pin_memory(self) -> bool:
+        """``data.pin_memory``; ``auto`` pins host batches when the attached trainer runs on
+        CUDA (faster, asynchronous copies to the GPU) and never on CPU, where it only costs."""
+        if self._pin_memory != "auto":
+            return bool(self._pin_memory)
+        return trains_on_cuda(self.trainer)
+
+    def loader_options(self) -> dict[str, Any]:
+        """Worker settings shared by every loader of the module."""
+        return {
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.persistent_workers,
+        }
+
     def loader(self, stage: str) -> DataLoader:
         """A loader for ``stage`` in {train, val, test}; shuffles and drops nothing but train."""
         if stage not in self.datasets:
@@ -67,9 +86,7 @@ class VisionDataModule(pl.LightningDataModule):
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             sampler=SeededSampler(len(dataset), shuffle=train, seed=self.seed),
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
+            **self.loader_options(),
             collate_fn=getattr(dataset, "collate", None),
             drop_last=train and len(dataset) > self.batch_size,
         )

@@ -309,12 +309,7 @@ class DetectionDataModule(VisionDataModule):
         if stage not in self.datasets:
             self.setup({"train": "fit", "val": "validate"}.get(stage, stage))
         dataset = self.datasets[stage]
-        common = {
-            "num_workers": self.num_workers,
-            "pin_memory": self.pin_memory,
-            "persistent_workers": self.persistent_workers,
-            "collate_fn": DetectionDataset.collate,
-        }
+        common = {**self.loader_options(), "collate_fn": DetectionDataset.collate}
         if stage == "train":
             sampler = SeededSampler(len(dataset), shuffle=True, seed=self.seed, with_epoch=True)
             return DataLoader(

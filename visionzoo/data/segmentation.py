@@ -21,6 +21,7 @@ from visionzoo.data.formats.segmentation import (
     voc_pairs,
 )
 from visionzoo.data.io import DataError, read_rgb
+from visionzoo.data.transforms import seed_pipeline
 from visionzoo.data.transforms.segmentation import segmentation_transform
 
 FORMATS = ("mask_folder", "voc", "camvid")
@@ -50,7 +51,7 @@ class SegmentationDataset(Dataset):
                 f"image {str(image_path)!r} is {image.shape[1]}×{image.shape[0]} but its mask "
                 f"{str(mask_path)!r} is {mask.shape[1]}×{mask.shape[0]}; they must match"
             )
-        self.transform.set_random_seed(seed)
+        seed_pipeline(self.transform, seed)
         out = self.transform(image=image, mask=mask.astype(np.uint8))
         return {"image": out["image"], "mask": out["mask"].long(), "path": str(image_path)}
 

@@ -9,7 +9,23 @@ import pytorch_lightning as pl
 import torch
 
 from visionzoo.registry import create_model
-from visionzoo.utils import call_spec
+from visionzoo.utils import call_spec, trains_on_cuda
+
+# Keys of a model spec that say how the network runs, not what it is; never passed to the factory.
+RUNTIME_KEYS = ("compile", "channels_last")
+CHANNELS_LAST_CHOICES = (True, False, "auto")
+
+
+def split_model_spec(spec: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``(name, factory kwargs, runtime options)`` of a ``model`` config."""
+    kwargs = dict(spec)
+    name = kwargs.pop("name")
+    runtime = {k: kwargs.pop(k) for k in RUNTIME_KEYS if k in kwargs}
+    return name, kwargs, runtime
+
+
+def has_conv2d(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
 
 class VisionModule(pl.LightningModule):
@@ -18,6 +34,11 @@ class VisionModule(pl.LightningModule):
 
     Every constructor argument is plain data, saved as hyper-parameters, so a checkpoint
     rebuilds the module with ``torch.load(..., weights_only=True)`` and nothing else.
+
+    Two runtime options ride in the model spec and are applied when a trainer sets the module
+    up (``setup``), after sub-classes have built everything else (an EMA copy, say):
+    ``model.channels_last`` (``auto``: on for convolutional networks trained on a CUDA device)
+    and ``model.compile`` (``torch.compile`` of the network's forward; opt-in).
     """
 
     def __init__(
@@ -30,21 +51,51 @@ class VisionModule(pl.LightningModule):
         monitor_mode: str = "max",
         data_meta: dict[str, Any] | None = None,
         data: dict[str, Any] | None = None,
-        compile: bool = False,
         **task_kw: Any,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        model_kw = dict(model)
-        self.model = create_model(model_kw.pop("name"), **model_kw)
-        if compile:
-            self.model.compile()
+        name, model_kw, runtime = split_model_spec(model)
+        self.model = create_model(name, **model_kw)
+        self.compile_model = bool(runtime.get("compile", False))
+        self.channels_last = runtime.get("channels_last", "auto")
+        if self.channels_last not in CHANNELS_LAST_CHOICES:
+            raise ValueError(
+                f"model.channels_last={self.channels_last!r}; choose true, false or auto"
+            )
+        self._runtime_applied = False
         self.monitor = monitor
         self.monitor_mode = monitor_mode
         self.best: float | None = None
 
     def forward(self, x: torch.Tensor) -> Any:
         return self.model(x)
+
+    # ----------------------------------------------------------------------- runtime options
+    def uses_channels_last(self) -> bool:
+        if self.channels_last != "auto":
+            return bool(self.channels_last)
+        return trains_on_cuda(self._trainer) and has_conv2d(self.model)
+
+    def setup(self, stage: str) -> None:
+        """Apply ``model.channels_last`` and ``model.compile`` once, before the first step."""
+        if self._runtime_applied:
+            return
+        self._runtime_applied = True
+        self._channels_last_on = self.uses_channels_last()
+        if self._channels_last_on:
+            # every 4-D parameter and buffer of the module (EMA copies included); the layout
+            # survives the move to the device, and checkpoint loading copies into it
+            self.to(memory_format=torch.channels_last)
+        if self.compile_model:
+            self.model.compile()
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if getattr(self, "_channels_last_on", False) and isinstance(batch, dict):
+            image = batch.get("image")
+            if isinstance(image, torch.Tensor) and image.ndim == 4:
+                batch["image"] = image.contiguous(memory_format=torch.channels_last)
+        return batch
 
     def configure_optimizers(self) -> dict[str, Any]:
         decay, no_decay = [], []

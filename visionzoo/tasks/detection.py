@@ -160,6 +160,13 @@ class DetectionModule(VisionModule):
         return target
 
     # ------------------------------------------------------------------------------- training
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if stage == "fit":
+            # a new fit counts its accumulation from its own first batch; a resumed one gets
+            # the saved value back, since checkpoints are restored after this hook
+            self.last_opt_step.fill_(-1)
+
     def on_train_epoch_start(self) -> None:
         set_epoch = getattr(self.model, "set_epoch", None)
         if set_epoch is not None:

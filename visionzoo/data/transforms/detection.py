@@ -14,6 +14,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from visionzoo.data.transforms import seed_pipeline
+
 PAD_VALUE = 114  # grey used for letterbox padding, mosaic fill and warp borders (YOLOv5)
 
 Sample = tuple[np.ndarray, np.ndarray, np.ndarray]  # image, boxes, labels
@@ -309,10 +311,7 @@ def apply_albu(
 ) -> Sample:
     """Run ``pipeline`` seeded from ``rng`` (one draw), so the same ``rng`` state gives the same
     output. Boxes the pipeline drops are dropped with their labels."""
-    pipeline.set_random_seed(int(rng.integers(2**32)))
-    # set_random_seed gives every transform its own generator with the *same* seed, so equal
-    # probabilities fire all together or not at all; one shared generator keeps them independent
-    pipeline.set_random_state(pipeline.random_generator, pipeline.py_random)
+    seed_pipeline(pipeline, int(rng.integers(2**32)))
     out = pipeline(image=img, bboxes=_boxes(boxes), labels=np.asarray(labels, dtype=np.int64))
     return (
         out["image"],
