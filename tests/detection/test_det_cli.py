@@ -135,6 +135,26 @@ def test_resume_continues_the_exact_schedule(tmp_path: Path) -> None:
     assert resumed.best == pytest.approx(full.best, abs=1e-6)
 
 
+def test_every_fit_counts_its_optimizer_steps_afresh(tmp_path: Path) -> None:
+    """A module fitted a second time (a fresh trainer, as each benchmark run builds) steps like
+    the first: the accumulation counter must not carry over from the earlier fit."""
+    overrides = [
+        *TINY_DET,
+        "data.batch_size=4",
+        "task.nominal_batch_size=4",  # one optimizer step per batch
+        "trainer.max_epochs=1",
+        "trainer.limit_val_batches=0",
+        "logger=none",
+        "task.plots=false",
+    ]
+    cfg = compose(overrides, tmp_path)
+    trainer, module, datamodule = build_run(cfg, tmp_path)
+    trainer.fit(module, datamodule=datamodule)
+    again, _, _ = build_run(cfg, tmp_path)
+    again.fit(module, datamodule=datamodule)
+    assert trainer.global_step == again.global_step == 4  # 16 images / batch 4
+
+
 @pytest.mark.slow
 def test_ddp_validation_gathers_every_rank(tmp_path: Path, monkeypatch) -> None:
     """Two CPU processes each evaluate half of the validation images; the gathered mAP equals
