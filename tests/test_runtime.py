@@ -173,3 +173,12 @@ def test_gpu_trainer_config_sets_the_gpu_path(tmp_path: Path) -> None:
     assert cfg.trainer.benchmark is True  # cudnn.benchmark
     assert cfg.model.channels_last == "auto" and cfg.model.compile is False
     assert cfg.data.pin_memory == "auto" and cfg.data.persistent_workers is True
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_gpu_trainer_without_a_gpu_says_so(tmp_path: Path) -> None:
+    from visionzoo.cli import UserError, build_trainer
+
+    cfg = compose([*TINY_SEG, "trainer=gpu"], tmp_path)
+    with pytest.raises(UserError, match="no CUDA GPU.*trainer=cpu"):
+        build_trainer(cfg, tmp_path)

@@ -200,6 +200,12 @@ def build_trainer(cfg: DictConfig, run_dir: Path, **extra: Any) -> pl.Trainer:
     loggers = [hydra.utils.instantiate(v) for v in (cfg.get("logger") or {}).values()]
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if kwargs.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UserError(
+            f"trainer.accelerator={kwargs['accelerator']} but PyTorch sees no CUDA GPU "
+            "(torch.cuda.is_available() is False); use trainer=cpu, or check the driver and "
+            "CUDA_VISIBLE_DEVICES"
+        )
     if kwargs.get("accelerator") == "cpu" and kwargs.get("sync_batchnorm"):
         raise UserError(
             "trainer.sync_batchnorm=true needs GPUs; "
