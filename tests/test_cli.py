@@ -238,6 +238,20 @@ def test_model_of_another_task_is_refused(tmp_path: Path) -> None:
         _MODELS.pop("zz_test_iqa_model")
 
 
+@pytest.mark.parametrize(
+    ("task", "data", "owner"),
+    [("detection", "membrane", "segmentation"), ("segmentation", "bccd", "detection")],
+)
+def test_dataset_of_another_task_is_refused(task: str, data: str, owner: str) -> None:
+    """One line naming the dataset, its family and the task's own datasets, instead of the
+    interpolation error the other family's keys would raise."""
+    proc = run_cli("train.py", f"task={task}", f"data={data}")
+    assert proc.returncode == 2
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: data={data} is a {owner} dataset, not a {task} one")
+    assert ("synthetic_" + task) in line and data not in line.split(";")[1]
+
+
 @pytest.mark.parametrize("logger", ["csv", "tensorboard", "wandb"])
 def test_every_logger_writes_offline(logger: str, tmp_path: Path) -> None:
     """Each logger preset works with no network (W&B in offline mode)."""

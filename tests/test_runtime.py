@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import TINY_DET, TINY_SEG, compose
 
-from tests.conftest import TINY_DET, TINY_SEG, compose
 from visionzoo.cli import build_run
 from visionzoo.data.io import DataError
 from visionzoo.data.segmentation import SegmentationDataModule

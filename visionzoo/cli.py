@@ -147,6 +147,45 @@ def check_model_task(cfg: DictConfig) -> None:
         )
     if task not in TASK_MODULES:
         raise UserError(f"task {task!r} is not available yet; available: {', '.join(TASK_MODULES)}")
+    data_owner = data_task(cfg.data.get("_target_"))
+    if data_owner is not None and data_owner != task:
+        ours = [n for n, t in data_config_tasks().items() if t == task]
+        raise UserError(
+            f"data={data_choice(cfg)} is a {data_owner} dataset, not a {task} one; "
+            f"{task} datasets: {', '.join(ours) or '(none yet)'}"
+        )
+
+
+def data_task(target: str | None) -> str | None:
+    """The task family of a data module class path (``None`` when it does not say)."""
+    if not target:
+        return None
+    try:
+        return getattr(hydra.utils.get_class(target), "task", None)
+    except Exception:  # an unknown target is reported when the data module is built
+        return None
+
+
+def data_config_tasks() -> dict[str, str | None]:
+    """Task family of every ``configs/data/*.yaml`` (following its defaults for the target)."""
+
+    def target_of(name: str) -> str | None:
+        raw = OmegaConf.load(Path(CONFIG_DIR) / "data" / f"{name}.yaml")
+        if "_target_" in raw:
+            return raw["_target_"]
+        parents = [d for d in raw.get("defaults", []) if isinstance(d, str) and d != "_self_"]
+        return target_of(parents[0]) if parents else None
+
+    names = sorted(p.stem for p in (Path(CONFIG_DIR) / "data").glob("*.yaml"))
+    return {n: data_task(target_of(n)) for n in names}
+
+
+def data_choice(cfg: DictConfig) -> str:
+    """The ``data=`` option of this run, as the user typed it."""
+    try:
+        return HydraConfig.get().runtime.choices.get("data") or "?"
+    except ValueError:  # composed outside a Hydra run (tests, benchmarks)
+        return str(cfg.data.get("_target_", "?")).rsplit(".", 1)[-1]
 
 
 # --------------------------------------------------------------------------- building blocks

@@ -19,6 +19,8 @@ class VisionDataModule(pl.LightningDataModule):
     synthetic-data hook: when ``synthetic`` is set, ``prepare_data`` writes that dataset to
     ``root`` (default: the cache) before the normal reader reads it."""
 
+    task: str | None = None  # the task family whose datasets this module reads
+
     def __init__(
         self,
         *,

@@ -225,6 +225,8 @@ class DetectionDataModule(VisionDataModule):
     tuned for, so ``data=<name>`` alone picks a sensible schedule.
     """
 
+    task = "detection"
+
     def __init__(
         self,
         *,

@@ -67,6 +67,8 @@ class SegmentationDataset(Dataset):
 class SegmentationDataModule(VisionDataModule):
     """Segmentation data in one of ``FORMATS``; class names default to the format's own."""
 
+    task = "segmentation"
+
     def __init__(
         self,
         *,
