@@ -449,13 +449,15 @@ def check_data(cfg: DictConfig) -> None:
     """Print a report on each split of a detection dataset: images, boxes per class, box sizes
     and every problem found."""
     from visionzoo.data.check import capture_reader_warnings, check_detection, format_report
+    from visionzoo.data.formats.detection import keep_unreadable_images
 
     datamodule = build_datamodule(cfg.data)
     if not hasattr(datamodule, "source"):
         raise UserError("check_data.py supports detection datasets (data=<coco|yolo|voc|...>)")
     datamodule.prepare_data()
     for split in cfg.splits:
-        source, fixed = capture_reader_warnings(lambda s=split: datamodule.source(s))
+        with keep_unreadable_images():  # list missing / unreadable images as problems
+            source, fixed = capture_reader_warnings(lambda s=split: datamodule.source(s))
         report = check_detection(source, decode_images=cfg.decode_images, reader_warnings=fixed)
         print(f"== {split} ==")
         print(format_report(report))

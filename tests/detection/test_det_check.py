@@ -83,3 +83,40 @@ def test_check_flags_labels_outside_the_class_list(tmp_path: Path) -> None:
         (p.kind, Path(p.file).name) for p in report.problems
     }
     assert report.boxes_per_class == {"a": 2, "b": 2}
+
+
+def test_missing_images_are_listed_not_fatal(tmp_path: Path) -> None:
+    """Training stops at the first missing image; the checker lists each one (COCO, which
+    gives sizes, and YOLO, which must read them from the missing file)."""
+    import pytest
+
+    from visionzoo.data.formats.detection import keep_unreadable_images, read_yolo
+    from visionzoo.data.io import DataError
+
+    path, img = _dataset(tmp_path)
+    (img / "neg.jpg").unlink()
+    with pytest.raises(DataError, match="neg.jpg"):
+        read_coco(path, img)
+    with keep_unreadable_images():
+        source, fixed = capture_reader_warnings(lambda: read_coco(path, img))
+    found = {
+        (p.kind, Path(p.file).name) for p in check_detection(source, reader_warnings=fixed).problems
+    }
+    assert ("missing image", "neg.jpg") in found and ("corrupt image", "corrupt.jpg") in found
+    with pytest.raises(DataError, match="neg.jpg"):
+        read_coco(path, img)  # the lenient mode ends with its block
+
+    yolo = tmp_path / "yolo"
+    (yolo / "images").mkdir(parents=True)
+    (yolo / "labels").mkdir()
+    for name in ("a", "b"):
+        Image.new("RGB", (40, 30)).save(yolo / "images" / f"{name}.jpg")
+        (yolo / "labels" / f"{name}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (yolo / "data.yaml").write_text("path: .\ntrain: images\nval: images\nnames: [x]\n")
+    (yolo / "images" / "b.jpg").write_bytes(b"")  # present but unreadable
+    with keep_unreadable_images():
+        source, fixed = capture_reader_warnings(lambda: read_yolo(yolo / "data.yaml", "train"))
+    found = {
+        (p.kind, Path(p.file).name) for p in check_detection(source, reader_warnings=fixed).problems
+    }
+    assert ("corrupt image", "b.jpg") in found

@@ -8,10 +8,13 @@ than 1 px after clipping are dropped, with one ``BoxesFixedWarning`` per reader 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import warnings
 import xml.etree.ElementTree as ET
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -103,13 +106,34 @@ def sanitize_boxes(
     return out
 
 
+# Set by ``keep_unreadable_images``: readers keep records of missing or unreadable images (size
+# 0×0 unless the annotations give it) so a dataset checker can list every such file.
+_KEEP_UNREADABLE = contextvars.ContextVar("keep_unreadable_images", default=False)
+
+
+@contextlib.contextmanager
+def keep_unreadable_images() -> Iterator[None]:
+    """Within this block the readers do not stop at a missing or unreadable image."""
+    token = _KEEP_UNREADABLE.set(True)
+    try:
+        yield
+    finally:
+        _KEEP_UNREADABLE.reset(token)
+
+
 def _image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the file header; nothing is decoded."""
     try:
         with Image.open(path) as im:
             return im.size
     except OSError as err:
+        if _KEEP_UNREADABLE.get():
+            return 0, 0
         raise DataError(f"cannot read image {str(path)!r} ({err}); re-export or remove it") from err
+
+
+def _require_image(path: Path) -> Path:
+    return path if _KEEP_UNREADABLE.get() else _require_file(path, "image file")
 
 
 def _require_file(path: Path, what: str) -> Path:
@@ -149,7 +173,7 @@ def read_coco(
         anns_of[ann["image_id"]].append(ann)
     records, where = [], []
     for image_id, img in images.items():
-        file = _require_file(image_dir / img["file_name"], "image file")
+        file = _require_image(image_dir / img["file_name"])
         width, height = img.get("width"), img.get("height")
         if not width or not height:
             width, height = _image_size(file)
@@ -322,7 +346,7 @@ def read_yolo(data_yaml: str | Path, split: str) -> DetectionSource:
     names = _yolo_names(cfg, data_yaml)
     records, where = [], []
     for i, image in enumerate(_yolo_images(cfg[split], base, split, data_yaml)):
-        _require_file(image, "image file")
+        _require_image(image)
         width, height = _image_size(image)
         label_file = _yolo_label_path(image)
         cxcywh, labels = (
@@ -399,7 +423,7 @@ def read_voc(
                 )
         image = root / "JPEGImages" / (xml.findtext("filename") or "").strip()
         if not image.is_file():
-            image = _require_file(root / "JPEGImages" / f"{image_id}.jpg", "image file")
+            image = _require_image(root / "JPEGImages" / f"{image_id}.jpg")
         width, height = (int(float(xml.findtext(f"size/{k}") or 0)) for k in ("width", "height"))
         if not width or not height:
             width, height = _image_size(image)
