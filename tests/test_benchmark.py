@@ -158,3 +158,15 @@ def test_segmentation_suite_tiny(tmp_path: Path) -> None:
         "dice_fg_final_ours_ge_smp",
         "dice_fg_best_ours_ge_smp",
     }
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REPO / ".." / "shared" / "data" / "bccd").is_dir(), reason="no BCCD")
+def test_detection_suite_tiny(tmp_path: Path) -> None:
+    """Our side of the Ultralytics comparison (Ultralytics itself lives in its own venv, which CI
+    does not have): a whole train.py run timed, and BCCD exported for Ultralytics."""
+    result = _run_tiny("detection", tmp_path)
+    _check_timed(result["throughput"]["ours"])
+    assert set(result["throughput"]) == {"ours"} and "throughput_ratio" not in result
+    assert (tmp_path / "bccd_yolo" / "data.yaml").is_file()
+    assert len(list((tmp_path / "bccd_yolo" / "labels" / "train").glob("*.txt"))) == 205

@@ -19,6 +19,7 @@ from visionzoo.data.formats.detection import (
     read_yolo,
     sanitize_boxes,
     write_coco,
+    write_yolo,
 )
 from visionzoo.data.io import DataError
 from visionzoo.data.records import DetectionRecord, DetectionSource
@@ -243,6 +244,48 @@ def test_voc_bccd_splits(
     else:
         assert len(fixed) == 1 and fixed[0].fixes == [(degenerate_in, 0, 1)]
         assert degenerate_in in str(fixed[0])
+
+
+def test_write_yolo_round_trip_drops_crowd_and_difficult(tmp_path: Path) -> None:
+    img = tmp_path / "orig"
+    records = [
+        DetectionRecord(
+            0,
+            _image(img / "x.png", (40, 30)),
+            40,
+            30,
+            boxes=[[1.5, 2.0, 20.25, 28.0], [0, 0, 10, 10], [5, 5, 9, 9]],
+            labels=[1, 0, 0],
+            iscrowd=[False, True, False],
+            difficult=[False, False, True],
+        ),
+        DetectionRecord(1, _image(img / "neg.png", (40, 30)), 40, 30),
+    ]
+    src = DetectionSource(records, ["cat", "dog"], [0, 1], name="t")
+    data_yaml = write_yolo({"train": src, "val": src}, tmp_path / "yolo")
+    for split in ("train", "val"):
+        back = read_yolo(data_yaml, split)
+        assert back.class_names == ["cat", "dog"] and len(back.records) == 2
+        x = next(r for r in back.records if r.file.name == "x.png")
+        assert x.file.is_symlink() and x.file.resolve() == (img / "x.png").resolve()
+        np.testing.assert_allclose(x.boxes, [[1.5, 2.0, 20.25, 28.0]], atol=1e-4)
+        assert x.labels.tolist() == [1]
+        assert next(r for r in back.records if r.file.name == "neg.png").boxes.shape == (0, 4)
+
+
+@pytest.mark.skipif(not BCCD.is_dir(), reason="shared BCCD data not present")
+def test_write_yolo_bccd_reads_back_like_the_voc_original(tmp_path: Path) -> None:
+    """The BCCD copy the detection benchmark gives Ultralytics holds the boxes we train on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BoxesFixedWarning)
+        voc = read_voc(BCCD, "val", class_names=BCCD_CLASSES)
+    back = read_yolo(write_yolo({"val": voc}, tmp_path), "val")
+    by_name = {r.file.name: r for r in back.records}
+    assert len(by_name) == len(voc.records) == 87
+    for rec in voc.records:
+        got = by_name[rec.file.name]
+        np.testing.assert_allclose(got.boxes, rec.boxes, atol=1e-3)  # 6-decimal text, 640 px
+        np.testing.assert_array_equal(got.labels, rec.labels)
 
 
 # --------------------------------------------------------------------------- sanitize

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import shutil
 import warnings
 import xml.etree.ElementTree as ET
 from collections import defaultdict
@@ -235,6 +236,47 @@ def write_coco(
     doc = {"images": images, "annotations": annotations, "categories": categories}
     path.write_text(json.dumps(doc))
     return path
+
+
+def write_yolo(
+    sources: dict[str, DetectionSource], root: str | Path, link_images: bool = True
+) -> Path:
+    """Write ``{split: source}`` as an Ultralytics YOLO dataset under ``root``:
+    ``images/<split>/`` (symbolic links to the originals, or copies), ``labels/<split>/*.txt``
+    (``class cx cy w h``, normalised) and ``data.yaml``; returns the YAML's path. Crowd and
+    difficult boxes are left out (YOLO labels cannot mark them). All sources must share one
+    class list."""
+    root = Path(root)
+    names = None
+    for split, source in sources.items():
+        if names is not None and list(source.class_names) != names:
+            raise DataError(f"write_yolo: split {split!r} has other classes than the first split")
+        names = list(source.class_names)
+        images, labels = root / "images" / split, root / "labels" / split
+        images.mkdir(parents=True, exist_ok=True)
+        labels.mkdir(parents=True, exist_ok=True)
+        for rec in source.records:
+            target = images / rec.file.name
+            if target.is_symlink() or target.exists():
+                target.unlink()
+            if link_images:
+                target.symlink_to(rec.file.resolve())
+            else:
+                shutil.copyfile(rec.file, target)
+            keep = ~rec.ignored
+            scale = np.array([rec.width, rec.height, rec.width, rec.height], dtype=np.float64)
+            xyxy = rec.boxes[keep].astype(np.float64) / scale
+            cxcywh = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], 1)
+            lines = [
+                f"{int(c)} " + " ".join(f"{v:.6f}" for v in box)
+                for c, box in zip(rec.labels[keep], cxcywh, strict=True)
+            ]
+            (labels / rec.file.with_suffix(".txt").name).write_text("".join(f"{x}\n" for x in lines))
+    # an absolute ``path``: Ultralytics resolves a relative one against its working directory
+    doc = {"path": str(root.resolve()), **{s: f"images/{s}" for s in sources}, "names": names}
+    data_yaml = root / "data.yaml"
+    data_yaml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return data_yaml
 
 
 # --------------------------------------------------------------------------- YOLO
