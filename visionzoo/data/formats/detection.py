@@ -271,7 +271,8 @@ def write_yolo(
                 f"{int(c)} " + " ".join(f"{v:.6f}" for v in box)
                 for c, box in zip(rec.labels[keep], cxcywh, strict=True)
             ]
-            (labels / rec.file.with_suffix(".txt").name).write_text("".join(f"{x}\n" for x in lines))
+            label_file = labels / rec.file.with_suffix(".txt").name
+            label_file.write_text("".join(f"{x}\n" for x in lines))
     # an absolute ``path``: Ultralytics resolves a relative one against its working directory
     doc = {"path": str(root.resolve()), **{s: f"images/{s}" for s in sources}, "names": names}
     data_yaml = root / "data.yaml"
