@@ -1383,6 +1383,13 @@ def _run_timed(cmd: list[str], log: Path) -> tuple[float, str]:
     return seconds, proc.stdout
 
 
+def _ultralytics_version(py: str) -> str:
+    code = "import ultralytics, torch; print(ultralytics.__version__, torch.__version__)"
+    out = subprocess.run([py, "-c", code], capture_output=True, text=True, check=True).stdout
+    version, torch_version = out.split()
+    return f"ultralytics {version} (torch {torch_version})"
+
+
 def suite_detection(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """BCCD yolov5n: ours (`train.py experiment=bccd_yolov5n`) vs Ultralytics' YOLOv5nu from
     scratch, each as its users run it, alternating whole training runs of the same length."""
@@ -1465,6 +1472,7 @@ def suite_detection(args: argparse.Namespace, device: torch.device) -> dict[str,
             "epochs_per_timed_run": epochs,
             "ours": " ".join(ours_cmd("ours", epochs, 0)[1:]),
             "ultralytics": None if py is None else json.loads(ultra_cmd("u", epochs, 0)[3]),
+            "ultralytics_version": None if py is None else _ultralytics_version(py),
             "images_per_run": {"ours": ours_images, "ultralytics": ultra_images},
         },
         "throughput": throughput,
@@ -1512,7 +1520,8 @@ def md_detection(result: dict[str, Any]) -> str:
         "incomplete batch of an epoch, Ultralytics does not.",
         "",
         f"Ours: `python {s['ours']}`  ",
-        f"Ultralytics: `YOLO('yolov5nu.yaml').train(**{s['ultralytics']})`",
+        f"Ultralytics ({s.get('ultralytics_version')}): "
+        f"`YOLO('yolov5nu.yaml').train(**{s['ultralytics']})`",
         "",
     ]
     t = result["throughput"]

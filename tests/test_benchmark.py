@@ -105,6 +105,16 @@ def test_alternate_reverses_order_and_summary_skips_warmup() -> None:
     assert [r["warmup"] for r in raw["a"]] == [True, False, False]
 
 
+def test_cpu_ratio_uses_timed_runs_only() -> None:
+    bench = _load_script()
+
+    def rows(cpu: list[float]) -> list[dict[str, Any]]:
+        return [{"warmup": i == 0, "images": 10, "cpu_seconds": c} for i, c in enumerate(cpu)]
+
+    # a: 10 images per 2 CPU-s (the 100-s warm-up run ignored); b: 10 per 4 CPU-s
+    assert bench.cpu_ratio(rows([100.0, 2.0, 2.0, 3.0]), rows([1.0, 4.0, 4.0, 5.0])) == 2.0
+
+
 def test_limit_count_follows_lightning() -> None:
     bench = _load_script()
     assert bench.limit_count(None, 6) == 6
