@@ -74,7 +74,7 @@ from visionzoo.cli import (  # noqa: E402
 from visionzoo.data.formats.detection import read_voc, write_yolo  # noqa: E402
 from visionzoo.losses.combined import build_loss  # noqa: E402
 from visionzoo.metrics.segmentation import SegmentationMetrics  # noqa: E402
-from visionzoo.tasks.base import has_conv2d  # noqa: E402
+from visionzoo.tasks.base import resolve_channels_last  # noqa: E402
 from visionzoo.utils import call_spec  # noqa: E402
 
 Batch = Any
@@ -384,10 +384,9 @@ class PlainLoop:
         self.cfg = cfg
         self.device = device
         self.autocast = autocast_for(cfg, device)
-        # model.channels_last as VisionModule.setup resolves it (auto: conv nets on CUDA)
+        # model.channels_last as VisionModule.setup resolves it
         layout = cfg.model.get("channels_last", "auto")
-        auto = device.type == "cuda" and has_conv2d(model)
-        self.channels_last = auto if layout == "auto" else bool(layout)
+        self.channels_last = resolve_channels_last(layout, model, device.type == "cuda")
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
 

@@ -38,6 +38,16 @@ TINY_DET = [
     "callbacks.progress=none",
 ]
 
+# Two DDP processes on the CPU (gloo): what `trainer=ddp` needs changed to run without GPUs.
+CPU_DDP = [
+    "trainer=ddp",
+    "trainer.accelerator=cpu",
+    "trainer.devices=2",
+    "trainer.precision=32-true",
+    "trainer.sync_batchnorm=false",
+    "trainer.benchmark=false",
+]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_SEG, compose, fit_run, run_cli
+from conftest import CPU_DDP, TINY_SEG, compose, fit_run, run_cli
 from PIL import Image
 
 from visionzoo.cli import UserError, build_run, check_model_task
@@ -149,16 +149,7 @@ def test_run_folders_are_unique_within_one_second(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
-    run_dir, result = _train(
-        tmp_path,
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
-        "trainer.devices=2",
-        "trainer.precision=32-true",
-        "trainer.sync_batchnorm=false",
-        "trainer.benchmark=false",
-        "logger=none",
-    )
+    run_dir, result = _train(tmp_path, *CPU_DDP, "logger=none")
     ckpt = torch.load(result["paths"]["last checkpoint"], map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 0 and ckpt["global_step"] > 0
     assert len(list((run_dir / "checkpoints").glob("*.ckpt"))) == 2  # best + last, written once

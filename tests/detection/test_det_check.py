@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from visionzoo.data.check import capture_reader_warnings, check_detection, format_report
-from visionzoo.data.formats.detection import read_coco
+from visionzoo.data.formats.detection import keep_unreadable_images, read_coco, read_yolo
+from visionzoo.data.io import DataError
 
 
 def _dataset(tmp_path: Path) -> tuple[Path, Path]:
@@ -88,11 +90,6 @@ def test_check_flags_labels_outside_the_class_list(tmp_path: Path) -> None:
 def test_missing_images_are_listed_not_fatal(tmp_path: Path) -> None:
     """Training stops at the first missing image; the checker lists each one (COCO, which
     gives sizes, and YOLO, which must read them from the missing file)."""
-    import pytest
-
-    from visionzoo.data.formats.detection import keep_unreadable_images, read_yolo
-    from visionzoo.data.io import DataError
-
     path, img = _dataset(tmp_path)
     (img / "neg.jpg").unlink()
     with pytest.raises(DataError, match="neg.jpg"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_DET, compose, fit_run, run_cli
+from conftest import CPU_DDP, TINY_DET, compose, fit_run, run_cli
 from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -165,12 +165,7 @@ def test_ddp_validation_gathers_every_rank(tmp_path: Path, monkeypatch) -> None:
     proc = run_cli(
         "train.py",
         *TINY_DET,
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
-        "trainer.devices=2",
-        "trainer.precision=32-true",
-        "trainer.sync_batchnorm=false",
-        "trainer.benchmark=false",
+        *CPU_DDP,
         "trainer.max_epochs=1",
         "data.eval_batch_size=2",
         "logger=none",

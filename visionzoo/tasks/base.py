@@ -24,8 +24,11 @@ def split_model_spec(spec: dict[str, Any]) -> tuple[str, dict[str, Any], dict[st
     return name, kwargs, runtime
 
 
-def has_conv2d(model: torch.nn.Module) -> bool:
-    return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+def resolve_channels_last(setting: bool | str, model: torch.nn.Module, on_cuda: bool) -> bool:
+    """``model.channels_last`` as a yes/no: ``auto`` means a convolutional network on CUDA."""
+    if setting != "auto":
+        return bool(setting)
+    return on_cuda and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
 
 class VisionModule(pl.LightningModule):
@@ -64,6 +67,7 @@ class VisionModule(pl.LightningModule):
                 f"model.channels_last={self.channels_last!r}; choose true, false or auto"
             )
         self._runtime_applied = False
+        self._channels_last_on = False  # resolved in setup, once a trainer says the device
         self.monitor = monitor
         self.monitor_mode = monitor_mode
         self.best: float | None = None
@@ -73,9 +77,7 @@ class VisionModule(pl.LightningModule):
 
     # ----------------------------------------------------------------------- runtime options
     def uses_channels_last(self) -> bool:
-        if self.channels_last != "auto":
-            return bool(self.channels_last)
-        return trains_on_cuda(self._trainer) and has_conv2d(self.model)
+        return resolve_channels_last(self.channels_last, self.model, trains_on_cuda(self._trainer))
 
     def setup(self, stage: str) -> None:
         """Apply ``model.channels_last`` and ``model.compile`` once, before the first step."""
@@ -91,7 +93,7 @@ class VisionModule(pl.LightningModule):
             self.model.compile()
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if getattr(self, "_channels_last_on", False) and isinstance(batch, dict):
+        if self._channels_last_on and isinstance(batch, dict):
             image = batch.get("image")
             if isinstance(image, torch.Tensor) and image.ndim == 4:
                 batch["image"] = image.contiguous(memory_format=torch.channels_last)

@@ -257,8 +257,7 @@ def write_yolo(
         labels.mkdir(parents=True, exist_ok=True)
         for rec in source.records:
             target = images / rec.file.name
-            if target.is_symlink() or target.exists():
-                target.unlink()
+            target.unlink(missing_ok=True)  # a link from an earlier export, say
             if link_images:
                 target.symlink_to(rec.file.resolve())
             else:
