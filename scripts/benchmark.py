@@ -71,11 +71,11 @@ from visionzoo.cli import (  # noqa: E402
     build_trainer,
     to_plain,
 )
-from visionzoo.data.formats.detection import read_voc, write_yolo  # noqa: E402
+from visionzoo.core.module import resolve_channels_last  # noqa: E402
+from visionzoo.core.utils import call_spec  # noqa: E402
+from visionzoo.detection.formats import read_voc, write_yolo  # noqa: E402
 from visionzoo.losses.combined import build_loss  # noqa: E402
-from visionzoo.metrics.segmentation import SegmentationMetrics  # noqa: E402
-from visionzoo.tasks.base import resolve_channels_last  # noqa: E402
-from visionzoo.utils import call_spec  # noqa: E402
+from visionzoo.segmentation.metrics import SegmentationMetrics  # noqa: E402
 
 Batch = Any
 SUITES = ("segmentation", "overhead", "data", "detection")
@@ -467,7 +467,7 @@ class DetectionPlainLoop(PlainLoop):
 
     def __init__(self, model: nn.Module, cfg: DictConfig, device: torch.device) -> None:
         super().__init__(model, nn.Identity(), cfg, device)
-        from visionzoo.tasks.ema import ModelEMA
+        from visionzoo.core.ema import ModelEMA
 
         ema = cfg.task.get("ema")
         self.ema = ModelEMA(self.model, **ema).to(device) if ema else None

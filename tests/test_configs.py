@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from conftest import compose
+from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -23,7 +24,7 @@ def test_every_config_file_composes(group: str, option: str, tmp_path: Path) -> 
         if OmegaConf.is_missing(compose(overrides, tmp_path).data, "root"):
             overrides.append(f"data.root={tmp_path}")
         target = compose(overrides, tmp_path).data._target_
-        overrides.append(f"task={target.rsplit('.', 2)[-2]}")  # visionzoo.data.<task>.<Module>
+        overrides.append(f"task={get_class(target).task}")  # the family the data module reads
     if group == "model":
         overrides.append(f"task={_task_of(option)}")
     if group == "loss":  # the loss group configures the per-pixel losses of segmentation
@@ -35,9 +36,9 @@ def test_every_config_file_composes(group: str, option: str, tmp_path: Path) -> 
 
 
 def _task_of(model: str) -> str:
-    from visionzoo.registry import model_task
+    from visionzoo.registry import model_tasks
 
-    return model_task(model)
+    return model_tasks(model)[0]
 
 
 @pytest.mark.parametrize(
@@ -72,7 +73,7 @@ def test_every_task_builds_every_optimizer(task: str, optimizer: str, tmp_path: 
     """A task's optimizer settings must suit every optimizer (e.g. no Adam betas for SGD)."""
     import torch
 
-    from visionzoo.utils import call_spec
+    from visionzoo.core.utils import call_spec
 
     cfg = compose([f"task={task}", f"optimizer={optimizer}"], tmp_path)
     spec = OmegaConf.to_container(cfg.optimizer, resolve=True)
@@ -83,7 +84,7 @@ def test_every_task_builds_every_optimizer(task: str, optimizer: str, tmp_path: 
 def test_every_experiment_builds_its_optimizer(name: str, tmp_path: Path) -> None:
     import torch
 
-    from visionzoo.utils import call_spec
+    from visionzoo.core.utils import call_spec
 
     cfg = compose([f"experiment={name}"], tmp_path)
     call_spec(

@@ -13,9 +13,9 @@ import torch
 from conftest import TINY_DET, TINY_SEG, compose
 
 from visionzoo.cli import build_run
-from visionzoo.data.io import DataError
-from visionzoo.data.segmentation import SegmentationDataModule
-from visionzoo.tasks.segmentation import SegmentationModule
+from visionzoo.core.io import DataError
+from visionzoo.segmentation.data import SegmentationDataModule
+from visionzoo.segmentation.module import SegmentationModule
 
 # three training steps, no validation, nothing written but the run folder
 SHORT = [

@@ -1,12 +1,20 @@
 """visionzoo: one CLI and Lightning modules for six computer-vision task families."""
 
-from visionzoo import losses, models  # noqa: F401  (fills the registries)
+# Task families: each import registers one family with its models, datasets and generators.
+from visionzoo import (  # noqa: F401, I001
+    detection,
+    losses,  # noqa: F401  (fills the loss registry)
+    segmentation,
+)
 from visionzoo.registry import (
     create_loss,
     create_model,
+    get_family,
+    list_families,
     list_losses,
     list_models,
-    model_task,
+    model_info,
+    model_tasks,
     register_loss,
     register_model,
 )
@@ -14,9 +22,12 @@ from visionzoo.registry import (
 __all__ = [
     "create_loss",
     "create_model",
+    "get_family",
+    "list_families",
     "list_losses",
     "list_models",
-    "model_task",
+    "model_info",
+    "model_tasks",
     "register_loss",
     "register_model",
 ]

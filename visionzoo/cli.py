@@ -27,11 +27,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-import visionzoo  # noqa: F401  (fills the model and loss registries)
-from visionzoo.data.io import DataError
-from visionzoo.registry import RegistryError, list_models, model_task
-from visionzoo.tasks import TASK_MODULES
-from visionzoo.utils import atomic_write_bytes
+import visionzoo  # noqa: F401  (registers the built-in families, models and losses)
+from visionzoo.core.io import DataError
+from visionzoo.core.utils import atomic_write_bytes
+from visionzoo.family import Family, load_plugins
+from visionzoo.registry import RegistryError, get_family, list_families, list_models, model_info
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 GROUPS = (
@@ -85,7 +85,7 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
         return
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         try:
-            cfg = compose(config_name=config_name, overrides=group_choices)
+            cfg = compose(config_name=config_name, overrides=group_choices + searchpath())
         except Exception:  # Hydra reports bad group choices itself, with the valid options.
             return
     for key in keys:
@@ -101,6 +101,12 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
             f"unknown config key {key!r}. Valid keys {where}: {valid}. "
             f"Use +{key}=... to add a new key on purpose."
         )
+
+
+def searchpath() -> list[str]:
+    """The ``hydra.searchpath`` override that adds plug-in families' config folders."""
+    extra = config_dirs()[1:]
+    return [f"hydra.searchpath=[{','.join(f'file://{d}' for d in extra)}]"] if extra else []
 
 
 _FLAGS_WITH_VALUE = {
@@ -133,20 +139,34 @@ def _override_args(argv: list[str]) -> list[str]:
     return out
 
 
-def check_model_task(cfg: DictConfig) -> None:
-    """The chosen model must belong to the chosen task."""
-    task, name = cfg.task.name, cfg.model.name
+def family_of(name: str) -> Family:
+    """The registered family ``name``; a ``UserError`` listing the families otherwise."""
     try:
-        owner = model_task(name)
+        return get_family(name)
+    except RegistryError as err:
+        raise UserError(str(err)) from None
+
+
+def check_model_task(cfg: DictConfig) -> Family:
+    """The chosen task must be registered, and the chosen model and dataset must belong to it;
+    returns the task's family."""
+    family = family_of(cfg.task.name)
+    task, name = family.name, cfg.model.name
+    try:
+        serves = model_info(name).tasks
     except RegistryError:
-        owner = None
-    if owner != task:
+        serves = ()
+    if task not in serves:
         raise UserError(
             f"model {name!r} is not a {task} model; models of task {task!r}: "
             f"{', '.join(list_models(task)) or '(none yet)'}"
         )
-    if task not in TASK_MODULES:
-        raise UserError(f"task {task!r} is not available yet; available: {', '.join(TASK_MODULES)}")
+    check_data_task(cfg, task)
+    return family
+
+
+def check_data_task(cfg: DictConfig, task: str) -> None:
+    """The chosen dataset must be one of ``task``'s (when its data module says)."""
     data_owner = data_task(cfg.data.get("_target_"))
     if data_owner is not None and data_owner != task:
         ours = [n for n, t in data_config_tasks().items() if t == task]
@@ -166,18 +186,24 @@ def data_task(target: str | None) -> str | None:
         return None
 
 
+def config_dirs() -> list[Path]:
+    """The package's ``configs/`` and the extra config folders of plug-in families."""
+    extra = [get_family(n).config_dir for n in list_families()]
+    return [Path(CONFIG_DIR), *(Path(d) for d in extra if d is not None)]
+
+
 def data_config_tasks() -> dict[str, str | None]:
     """Task family of every ``configs/data/*.yaml`` (following its defaults for the target)."""
+    files = {p.stem: p for d in reversed(config_dirs()) for p in (d / "data").glob("*.yaml")}
 
     def target_of(name: str) -> str | None:
-        raw = OmegaConf.load(Path(CONFIG_DIR) / "data" / f"{name}.yaml")
+        raw = OmegaConf.load(files[name])
         if "_target_" in raw:
             return raw["_target_"]
         parents = [d for d in raw.get("defaults", []) if isinstance(d, str) and d != "_self_"]
         return target_of(parents[0]) if parents else None
 
-    names = sorted(p.stem for p in (Path(CONFIG_DIR) / "data").glob("*.yaml"))
-    return {n: data_task(target_of(n)) for n in names}
+    return {n: data_task(target_of(n)) for n in sorted(files)}
 
 
 def data_choice(cfg: DictConfig) -> str:
@@ -307,26 +333,34 @@ def final_metrics(
 
 
 # --------------------------------------------------------------------------- commands
-def build_run(cfg: DictConfig, run_dir: Path, **trainer_kw: Any):
-    """The (trainer, module, datamodule) triple ``train`` fits; also used by benchmarks."""
-    check_model_task(cfg)
-    datamodule = build_datamodule(cfg.data)
-    datamodule.prepare_data()
-    meta = datamodule.meta
+def build_module(cfg: DictConfig, family: Family, meta: dict[str, Any]) -> pl.LightningModule:
+    """The family's task module for a composed config and the data module's ``meta``."""
     model_cfg = to_plain(cfg.model)
     if model_cfg.get("num_classes", "absent") is None:
         model_cfg["num_classes"] = meta["num_classes"]
     task = to_plain(cfg.task)
-    module = TASK_MODULES[task.pop("name")](
+    task.pop("name")
+    higher_is_better = model_info(model_cfg["name"]).higher_is_better
+    if higher_is_better is not None:  # the model knows which way its score is better
+        task["monitor_mode"] = "max" if higher_is_better else "min"
+    return family.module(
         model=model_cfg,
         loss=to_plain(cfg.get("loss")),
         optimizer=to_plain(cfg.optimizer),
         scheduler=to_plain(cfg.get("scheduler")) or None,
         data_meta=meta,
         data=to_plain(cfg.data),
-        task_name=cfg.task.name,
+        task_name=family.name,
         **task,
     )
+
+
+def build_run(cfg: DictConfig, run_dir: Path, **trainer_kw: Any):
+    """The (trainer, module, datamodule) triple ``train`` fits; also used by benchmarks."""
+    family = check_model_task(cfg)
+    datamodule = build_datamodule(cfg.data)
+    datamodule.prepare_data()
+    module = build_module(cfg, family, datamodule.meta)
     return build_trainer(cfg, run_dir, **trainer_kw), module, datamodule
 
 
@@ -369,22 +403,48 @@ def load_checkpoint_module(ckpt_path: str) -> pl.LightningModule:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise UserError(f"cannot read checkpoint {ckpt_path!r}: {err}") from err
-    hp = ckpt.get("hyper_parameters", {})
+    hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
     task = hp.get("task_name")
-    if task not in TASK_MODULES:
+    if task not in list_families():
         raise UserError(f"{ckpt_path!r} is not a visionzoo checkpoint (no known task_name)")
-    module = TASK_MODULES[task](**hp)
+    module = get_family(task).module(**hp)
     module.load_state_dict(ckpt["state_dict"])
     module.best = ckpt.get("visionzoo", {}).get("best")
     return module.eval()
 
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Evaluate a checkpoint on its own dataset (or ``data=...``) and save the metrics."""
-    module = load_checkpoint_module(cfg.ckpt_path)
-    data_cfg = cfg.data if cfg.get("data") else module.hparams.data
-    datamodule = build_datamodule(data_cfg)
+def metric_only_module(cfg: DictConfig) -> tuple[pl.LightningModule, pl.LightningDataModule]:
+    """``eval.py`` without ``ckpt_path``: the task module of a model that has no learnt weights
+    (registered ``trainable=False``) and the configured data module."""
+    if cfg.get("task") is None:
+        raise UserError(
+            "eval.py needs ckpt_path=<file.ckpt>, or task=<family> model=<metric-only model> "
+            "to score a dataset without a checkpoint"
+        )
+    family = check_model_task(cfg)
+    if model_info(cfg.model.name).trainable:
+        only = family.metric_only_models()
+        raise UserError(
+            f"model {cfg.model.name!r} has learnt weights: give ckpt_path=<file.ckpt>. Models "
+            f"of task {family.name!r} that run without one: {', '.join(only) or '(none)'}"
+        )
+    datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()
+    return build_module(cfg, family, datamodule.meta).eval(), datamodule
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Evaluate a checkpoint (or a metric-only model) on a dataset and save the metrics."""
+    stage = cfg.split
+    if stage not in ("val", "test"):
+        raise UserError(f"split={stage!r}; choose val or test")
+    if cfg.ckpt_path:
+        module = load_checkpoint_module(cfg.ckpt_path)
+        data_cfg = cfg.data if cfg.get("data") else module.hparams.data
+        datamodule = build_datamodule(data_cfg)
+        datamodule.prepare_data()
+    else:
+        module, datamodule = metric_only_module(cfg)
     run_dir = run_dir_of()
     trainer = pl.Trainer(
         **{k: v for k, v in to_plain(cfg.trainer).items() if v is not None},
@@ -393,13 +453,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         enable_progress_bar=False,
         use_distributed_sampler=False,
     )
-    stage = cfg.split
-    if stage not in ("val", "test"):
-        raise UserError(f"split={stage!r}; choose val or test")
     run = trainer.validate if stage == "val" else trainer.test
     run(module, datamodule=datamodule)
     metrics = final_metrics(trainer)
-    out = {"checkpoint": str(cfg.ckpt_path), "split": stage, "metrics": metrics}
+    out = {"checkpoint": cfg.ckpt_path, "split": stage, "metrics": metrics}
+    if not cfg.ckpt_path:
+        out["model"] = cfg.model.name
     (run_dir / "eval_metrics.json").write_text(json.dumps(out, indent=1))
     print_summary(f"eval on {stage}", metrics, {"metrics file": str(run_dir / "eval_metrics.json")})
     return metrics
@@ -407,9 +466,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 def predict(cfg: DictConfig) -> None:
     """Write predictions (JSON + rendered pictures) for an image or a folder of images."""
-    from visionzoo.data.io import IMAGE_SUFFIXES, list_images
+    from visionzoo.core.io import IMAGE_SUFFIXES, list_images
 
     module = load_checkpoint_module(cfg.ckpt_path)
+    family = get_family(module.hparams.task_name)
+    if not family.predict:
+        raise UserError(f"predict.py is not supported for task {family.name!r}")
     source = Path(cfg.input)
     if source.is_dir():
         files = list_images(source)
@@ -420,47 +482,29 @@ def predict(cfg: DictConfig) -> None:
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     datamodule = build_datamodule(module.hparams.data)
-    if hasattr(module, "predict_files"):  # families whose output is one file for all images
-        records = module.predict_files(files, out_dir, datamodule)
-    else:
-        records = [module.predict_file(f, out_dir, datamodule.eval_tf) for f in files]
+    records = module.predict_files(files, out_dir, datamodule)
     result = out_dir / "predictions.json"
     result.write_text(json.dumps(records, indent=1))
     print(f"wrote {len(records)} predictions to {result} and pictures to {out_dir}")
 
 
 def export(cfg: DictConfig) -> None:
-    """Export a checkpoint's detector (EMA weights) to ONNX and compare with ONNX Runtime."""
-    from visionzoo.export import check_onnx, export_onnx
-
+    """Export a checkpoint's network to ONNX (where its family supports it)."""
     module = load_checkpoint_module(cfg.ckpt_path)
-    model = getattr(module, "eval_model", module.model).eval()
-    size = cfg.image_size or module.hparams.data_meta.get("image_size", 640)
-    hw = (size, size) if isinstance(size, int) else tuple(size)
-    path = export_onnx(model, cfg.output, hw, opset=cfg.opset)
-    message = f"wrote {path}"
-    if cfg.check:
-        diff = check_onnx(model, path, torch.rand(2, 3, *hw))
-        message += f"; ONNX Runtime vs PyTorch max abs difference {diff:.2e}"
-    print(message)
+    family = get_family(module.hparams.task_name)
+    if family.export is None:
+        raise UserError(f"export.py is not supported for task {family.name!r}")
+    print(family.export(module, cfg.output, cfg.image_size, cfg.opset, cfg.check))
 
 
 def check_data(cfg: DictConfig) -> None:
-    """Print a report on each split of a detection dataset: images, boxes per class, box sizes
-    and every problem found."""
-    from visionzoo.data.check import capture_reader_warnings, check_detection, format_report
-    from visionzoo.data.formats.detection import keep_unreadable_images
-
+    """Print the family's report on each split of a dataset (statistics and every problem)."""
+    family = family_of(cfg.task.name)
+    if family.check_data is None:
+        raise UserError(f"check_data.py is not supported for task {family.name!r}")
+    check_data_task(cfg, family.name)
     datamodule = build_datamodule(cfg.data)
-    if not hasattr(datamodule, "source"):
-        raise UserError("check_data.py supports detection datasets (data=<coco|yolo|voc|...>)")
-    datamodule.prepare_data()
-    for split in cfg.splits:
-        with keep_unreadable_images():  # list missing / unreadable images as problems
-            source, fixed = capture_reader_warnings(lambda s=split: datamodule.source(s))
-        report = check_detection(source, decode_images=cfg.decode_images, reader_warnings=fixed)
-        print(f"== {split} ==")
-        print(format_report(report))
+    print(family.check_data(datamodule, list(cfg.splits), cfg.decode_images))
 
 
 # --------------------------------------------------------------------------- sweeps
@@ -521,16 +565,20 @@ def _guarded(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
 
 def _entry(config_name: str, fn: Callable[[DictConfig], Any]) -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
-    # The detection EMA copy is in eval mode on purpose; Lightning would warn about it each fit.
+    # Frozen copies held by a module (a weight EMA) stay in eval mode on purpose; Lightning
+    # would warn about them each fit.
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     # VisionModule's on_after_batch_transfer (channels-last inputs) is meant to win over the
     # data module's, which keeps Lightning's default; Lightning would warn about it each fit.
     warnings.filterwarnings("ignore", message=r".*overridden `on_after_batch_transfer`.*")
     try:
+        load_plugins()
         check_overrides(config_name, sys.argv[1:])
-    except UserError as err:
+    except (UserError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    if not any(a.startswith("hydra.searchpath=") for a in sys.argv[1:]):
+        sys.argv += searchpath()
     hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")(_guarded(fn))()
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from visionzoo.data.check import capture_reader_warnings, check_detection, format_report
-from visionzoo.data.formats.detection import keep_unreadable_images, read_coco, read_yolo
-from visionzoo.data.io import DataError
+from visionzoo.core.io import DataError
+from visionzoo.detection.check import capture_reader_warnings, check_detection, format_report
+from visionzoo.detection.formats import keep_unreadable_images, read_coco, read_yolo
 
 
 def _dataset(tmp_path: Path) -> tuple[Path, Path]:

@@ -14,7 +14,7 @@ from torchvision.ops import MultiScaleRoIAlign, box_iou
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from visionzoo import create_model
-from visionzoo.models.detection.faster_rcnn import OHEMRoIHeads
+from visionzoo.detection.models.faster_rcnn import OHEMRoIHeads
 
 # A CPU-sized model: resnet18 strides 8-32, narrow FPN and box head, few proposals and RoIs.
 TINY = {

@@ -12,7 +12,8 @@ import yaml
 from conftest import SHARED_DATA
 from PIL import Image
 
-from visionzoo.data.formats.detection import (
+from visionzoo.core.io import DataError
+from visionzoo.detection.formats import (
     BoxesFixedWarning,
     read_coco,
     read_voc,
@@ -21,8 +22,7 @@ from visionzoo.data.formats.detection import (
     write_coco,
     write_yolo,
 )
-from visionzoo.data.io import DataError
-from visionzoo.data.records import DetectionRecord, DetectionSource
+from visionzoo.detection.records import DetectionRecord, DetectionSource
 
 BCCD = SHARED_DATA / "bccd"
 BCCD_CLASSES = ["RBC", "WBC", "Platelets"]

@@ -18,8 +18,8 @@ import torch.multiprocessing as mp
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from visionzoo.data.records import DetectionRecord
-from visionzoo.metrics.detection import CONF_GRID, DetectionEvaluator
+from visionzoo.detection.metrics import CONF_GRID, DetectionEvaluator
+from visionzoo.detection.records import DetectionRecord
 
 # Label order deliberately differs from the sorted id order; "fox" (20) has no ground truth.
 CATEGORIES = [

@@ -9,8 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from visionzoo.data.records import DetectionRecord
-from visionzoo.plots_detection import (
+from visionzoo.detection.plots import (
     draw_detections,
     normalize_confusion_matrix,
     plot_confusion_matrix,
@@ -18,6 +17,7 @@ from visionzoo.plots_detection import (
     plot_pr_curves,
     save_prediction_grid,
 )
+from visionzoo.detection.records import DetectionRecord
 
 NAMES = ["cat", "dog", "eel"]
 

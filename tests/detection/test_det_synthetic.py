@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from visionzoo.data.synthetic import GENERATORS, STAMP, ensure_synthetic
-from visionzoo.data.synthetic.detection_shapes import synthetic_source
+from visionzoo.core.synthetic import STAMP, ensure_synthetic
+from visionzoo.detection.synthetic import synthetic_source
+from visionzoo.registry import list_generators
 
 SMALL = {"num_train": 24, "num_val": 6, "size": 96, "min_box": 12, "max_box": 36, "seed": 3}
 
@@ -24,7 +25,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def test_generator_is_registered_and_deterministic(tmp_path: Path) -> None:
-    assert "detection_shapes" in GENERATORS
+    assert "detection_shapes" in list_generators()
     a = _files(ensure_synthetic("detection_shapes", tmp_path / "a", **SMALL))
     b = _files(ensure_synthetic("detection_shapes", tmp_path / "b", **SMALL))
     assert a == b

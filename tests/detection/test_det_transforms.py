@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from visionzoo.data.transforms import detection as T
+from visionzoo.detection import transforms as T
 
 GREY = 114
 RED = (200, 30, 30)

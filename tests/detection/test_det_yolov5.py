@@ -11,10 +11,10 @@ from det_helpers import blob_batch, overfit
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops import box_iou
 
-from visionzoo.data.records import DetectionRecord, DetectionSource
-from visionzoo.models.detection.autoanchor import anchor_metrics, check_anchors
-from visionzoo.models.detection.yolov5 import YOLOv5
-from visionzoo.tasks.ema import ModelEMA
+from visionzoo.core.ema import ModelEMA
+from visionzoo.detection.models.autoanchor import anchor_metrics, check_anchors
+from visionzoo.detection.models.yolov5 import YOLOv5
+from visionzoo.detection.records import DetectionRecord, DetectionSource
 
 
 @pytest.mark.parametrize(("size", "params_m", "gflops"), [("n", 1.9, 4.5), ("s", 7.2, 16.5)])
@@ -188,7 +188,7 @@ def test_ema_follows_the_published_update() -> None:
 
 def test_onnx_export_matches_pytorch(tmp_path) -> None:
     pytest.importorskip("onnxruntime")
-    from visionzoo.export import check_onnx, export_onnx
+    from visionzoo.detection.export import check_onnx, export_onnx
 
     model = YOLOv5(size="n", num_classes=3).eval()
     path = export_onnx(model, tmp_path / "y.onnx", (96, 128))

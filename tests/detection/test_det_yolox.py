@@ -10,8 +10,8 @@ from det_helpers import blob_batch, overfit
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops import box_iou
 
-from visionzoo.export import DenseOutputs
-from visionzoo.models.detection.yolox import YOLOX, simota_assign
+from visionzoo.detection.export import DenseOutputs
+from visionzoo.detection.models.yolox import YOLOX, simota_assign
 
 # Megvii's model table, 80 classes: (size, input px, params M, GFLOPs). Its GFLOPs are thop's
 # count × 2, and thop also counts 2 ops per BatchNorm output, so the table holds 2·MACs of the
@@ -254,7 +254,7 @@ def test_unknown_size_is_refused() -> None:
 
 def test_onnx_export_matches_pytorch(tmp_path) -> None:
     pytest.importorskip("onnxruntime")
-    from visionzoo.export import check_onnx, export_onnx
+    from visionzoo.detection.export import check_onnx, export_onnx
 
     model = YOLOX(size="nano", num_classes=3).eval()
     path = export_onnx(model, tmp_path / "yolox.onnx", (96, 128))

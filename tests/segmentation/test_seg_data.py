@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from visionzoo.data.io import DataError
-from visionzoo.data.sampler import SeededSampler
-from visionzoo.data.segmentation import SegmentationDataModule
-from visionzoo.data.synthetic import ensure_synthetic
+from visionzoo.core.io import DataError
+from visionzoo.core.sampler import SeededSampler
+from visionzoo.core.synthetic import ensure_synthetic
+from visionzoo.segmentation.data import SegmentationDataModule
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])

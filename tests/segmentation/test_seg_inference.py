@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from visionzoo.models.segmentation.inference import predict_logits, resize_logits, sliding_window
+from visionzoo.segmentation.inference import predict_logits, resize_logits, sliding_window
 
 C = 3
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassF1Score, MulticlassJaccardIndex
 
-from visionzoo.metrics.segmentation import SegmentationMetrics
+from visionzoo.segmentation.metrics import SegmentationMetrics
 
 IGNORE = 255
 

@@ -1,0 +1,108 @@
+"""The LightningDataModule base every family's data module builds on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader, Dataset
+
+from visionzoo.core.io import DataError
+from visionzoo.core.sampler import SeededSampler
+from visionzoo.core.synthetic import default_cache_dir, ensure_synthetic
+from visionzoo.core.utils import trains_on_cuda
+
+
+class VisionDataModule(pl.LightningDataModule):
+    """Loaders with ``SeededSampler`` (exact resume, DDP sharding), worker settings, and the
+    synthetic-data hook: when ``synthetic`` is set, ``prepare_data`` writes that dataset to
+    ``root`` (default: the cache) before the normal reader reads it."""
+
+    task: str | None = None  # the task family whose datasets this module reads
+
+    def __init__(
+        self,
+        *,
+        root: str | None,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool | str = "auto",
+        persistent_workers: bool = False,
+        seed: int = 0,
+        synthetic: dict[str, Any] | None = None,
+        root_key: str = "data.root",
+    ) -> None:
+        super().__init__()
+        self.synthetic = dict(synthetic) if synthetic else None
+        if root is None and self.synthetic is None:
+            raise DataError(f"no dataset path given: set {root_key}=<folder with your data>")
+        if root is None:
+            root = str(default_cache_dir() / "synthetic" / self.synthetic["name"])
+        self.root = Path(root).expanduser()
+        self.root_key = root_key
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        if pin_memory not in (True, False, "auto"):
+            raise DataError(f"data.pin_memory={pin_memory!r}; choose true, false or auto")
+        self._pin_memory = pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.seed = seed
+        self.datasets: dict[str, Dataset] = {}
+
+    def prepare_data(self) -> None:
+        if self.synthetic is not None:
+            params = {k: v for k, v in self.synthetic.items() if k != "name"}
+            ensure_synthetic(self.synthetic["name"], self.root, **params)
+        elif not self.root.exists():
+            raise DataError(
+                f"dataset folder {str(self.root)!r} does not exist; set {self.root_key} to the "
+                "folder that holds your data"
+            )
+
+    @property
+    def pin_memory(self) -> bool:
+        """``data.pin_memory``; ``auto`` pins host batches when the attached trainer runs on
+        CUDA (faster, asynchronous copies to the GPU) and never on CPU, where it only costs."""
+        if self._pin_memory != "auto":
+            return bool(self._pin_memory)
+        return trains_on_cuda(self.trainer)
+
+    def loader_options(self) -> dict[str, Any]:
+        """Worker settings shared by every loader of the module."""
+        return {
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.persistent_workers,
+        }
+
+    def loader(self, stage: str) -> DataLoader:
+        """A loader for ``stage`` in {train, val, test}; shuffles and drops nothing but train."""
+        if stage not in self.datasets:
+            self.setup(stage if stage != "train" else "fit")
+        dataset = self.datasets[stage]
+        train = stage == "train"
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            sampler=SeededSampler(len(dataset), shuffle=train, seed=self.seed),
+            **self.loader_options(),
+            collate_fn=getattr(dataset, "collate", None),
+            drop_last=train and len(dataset) > self.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test")
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Plain data stored in checkpoints (class names etc.) so eval/predict need only them."""
+        return {}

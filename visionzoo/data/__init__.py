@@ -1,1 +1,0 @@
-"""Data: readers for real on-disk formats, synthetic generators that write them, transforms."""

@@ -1,1 +1,0 @@
-"""Readers of real on-disk dataset formats."""

@@ -1,3 +1,0 @@
-"""Detection models: YOLOv5-style, YOLOX-style and Faster R-CNN (registered on import)."""
-
-from visionzoo.models.detection import faster_rcnn, yolov5, yolox  # noqa: F401

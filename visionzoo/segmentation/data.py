@@ -1,0 +1,148 @@
+"""Segmentation dataset and data module over the formats in ``formats/segmentation.py``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from visionzoo.core.datamodule import VisionDataModule
+from visionzoo.core.io import DataError, read_rgb
+from visionzoo.core.transforms import seed_pipeline
+from visionzoo.segmentation.formats import (
+    CAMVID_CLASSES,
+    VOC_CLASSES,
+    MaskDecoder,
+    Pair,
+    camvid_pairs,
+    mask_folder_pairs,
+    voc_pairs,
+)
+from visionzoo.segmentation.transforms import segmentation_transform
+
+FORMATS = ("mask_folder", "voc", "camvid")
+
+
+class SegmentationDataset(Dataset):
+    """(image, mask) pairs → ``{"image": (3, H, W) float, "mask": (H, W) long, "path": str}``.
+
+    Keys are indices or ``(index, seed)`` from ``SeededSampler``; the seed fixes the random
+    augmentation of that sample so resumed runs repeat it exactly.
+    """
+
+    def __init__(self, pairs: list[Pair], decoder: MaskDecoder, transform: A.Compose) -> None:
+        self.pairs = pairs
+        self.decoder = decoder
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, seed = key if isinstance(key, tuple) else (key, key)
+        image_path, mask_path = self.pairs[index]
+        image, mask = read_rgb(image_path), self.decoder(mask_path)
+        if image.shape[:2] != mask.shape:
+            raise DataError(
+                f"image {str(image_path)!r} is {image.shape[1]}×{image.shape[0]} but its mask "
+                f"{str(mask_path)!r} is {mask.shape[1]}×{mask.shape[0]}; they must match"
+            )
+        seed_pipeline(self.transform, seed)
+        out = self.transform(image=image, mask=mask.astype(np.uint8))
+        return {"image": out["image"], "mask": out["mask"].long(), "path": str(image_path)}
+
+    @staticmethod
+    def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "image": torch.stack([b["image"] for b in batch]),
+            "mask": torch.stack([b["mask"] for b in batch]),
+            "path": [b["path"] for b in batch],
+        }
+
+
+class SegmentationDataModule(VisionDataModule):
+    """Segmentation data in one of ``FORMATS``; class names default to the format's own."""
+
+    task = "segmentation"
+
+    def __init__(
+        self,
+        *,
+        format: str = "mask_folder",
+        root: str | None = None,
+        num_classes: int | None = None,
+        class_names: list[str] | None = None,
+        splits: dict[str, str | None] | None = None,
+        images: str = "images",
+        masks: str = "masks",
+        value_map: dict[int, int] | None = None,
+        palette: list[list[int]] | None = None,
+        ignore_index: int = 255,
+        image_size: list[int] | None = (256, 256),
+        eval_image_size: list[int] | None = None,
+        augment: dict[str, Any] | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        **loader_kw: Any,
+    ) -> None:
+        super().__init__(root=root, **loader_kw)
+        if format not in FORMATS:
+            raise DataError(f"unknown data.format {format!r}; choose one of {', '.join(FORMATS)}")
+        self.format = format
+        if class_names is None:
+            class_names = {"voc": VOC_CLASSES, "camvid": CAMVID_CLASSES}.get(format)
+        if format == "camvid" and value_map is None:
+            value_map = {**{i: i for i in range(11)}, 11: ignore_index}
+        if num_classes is None and class_names is None:
+            raise DataError("set data.num_classes (or data.class_names) for a mask_folder dataset")
+        self.num_classes = num_classes or len(class_names)
+        self.class_names = list(class_names or [f"class_{i}" for i in range(self.num_classes)])
+        if len(self.class_names) != self.num_classes:
+            raise DataError(
+                f"data.class_names has {len(self.class_names)} names but data.num_classes is "
+                f"{self.num_classes}"
+            )
+        if not 0 <= ignore_index <= 255:
+            raise DataError(f"data.ignore_index={ignore_index} must be in 0..255 (masks are 8-bit)")
+        self.splits = dict(splits or {"train": "train", "val": "val", "test": "val"})
+        self.images, self.masks = images, masks
+        self.ignore_index = ignore_index
+        self.decoder = MaskDecoder(self.num_classes, ignore_index, value_map, palette)
+        norm = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
+        self.train_tf = segmentation_transform(
+            train=True, image_size=image_size, **(augment or {}), **norm
+        )
+        self.eval_tf = segmentation_transform(
+            train=False, image_size=eval_image_size or image_size, **norm
+        )
+
+    def pairs(self, stage: str) -> list[Pair]:
+        split = self.splits.get(stage)
+        if self.format == "voc":
+            return voc_pairs(self.root, split)
+        if self.format == "camvid":
+            return camvid_pairs(self.root, split)
+        return mask_folder_pairs(self.root, split, self.images, self.masks)
+
+    def setup(self, stage: str | None = None) -> None:
+        stages = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+        for s in stages.get(stage or "fit", ("train", "val")):
+            if s not in self.datasets:
+                tf = self.train_tf if s == "train" else self.eval_tf
+                self.datasets[s] = SegmentationDataset(self.pairs(s), self.decoder, tf)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return {
+            "num_classes": self.num_classes,
+            "class_names": self.class_names,
+            "ignore_index": self.ignore_index,
+        }
+
+    def mask_paths(self, stage: str = "train") -> list[Path]:
+        """Mask files of a stage (for class-weight estimation)."""
+        return [m for _, m in self.pairs(stage)]

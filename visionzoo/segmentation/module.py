@@ -1,0 +1,153 @@
+"""``SegmentationModule``: per-pixel classification with region losses and mIoU/Dice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from visionzoo.core.io import read_rgb
+from visionzoo.core.module import VisionModule
+from visionzoo.core.plots import bar_chart, image_grid, overlay_mask
+from visionzoo.losses.combined import build_loss
+from visionzoo.segmentation.inference import predict_logits, resize_logits
+from visionzoo.segmentation.metrics import SegmentationMetrics
+from visionzoo.segmentation.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+
+class SegmentationModule(VisionModule):
+    """Trains a registered segmentation model (logits out) with a registered loss.
+
+    ``inference`` selects whole-image or sliding-window evaluation and flip TTA; ``plots``
+    writes a per-class IoU bar chart and sample predictions at each validation."""
+
+    def __init__(
+        self,
+        *,
+        loss: dict[str, Any] | str,
+        inference: dict[str, Any] | None = None,
+        plots: bool = True,
+        num_plot_samples: int = 4,
+        **base_kw: Any,
+    ) -> None:
+        super().__init__(**base_kw)
+        meta = self.hparams.data_meta or {}
+        self.num_classes = self.model.num_classes
+        self.class_names = meta.get("class_names") or [str(i) for i in range(self.num_classes)]
+        self.ignore_index = meta.get("ignore_index", 255)
+        self.loss_fn = build_loss(loss)
+        self.inference = dict(inference or {})
+        self.metrics = nn.ModuleDict(
+            {s: SegmentationMetrics(self.num_classes, self.ignore_index) for s in ("val", "test")}
+        )
+        self._plot_batch: dict[str, Any] | None = None
+
+    def predict_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits (B, C, H, W) with the configured inference mode and TTA."""
+        return predict_logits(self.model, images, num_classes=self.num_classes, **self.inference)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        logits = self.model(batch["image"])
+        loss = self.loss_fn(logits, batch["mask"])
+        terms = {k: v for k, v in getattr(self.loss_fn, "last_terms", {}).items()}
+        self.log_dict(
+            {"train/loss": loss.detach(), **{f"train/{k}": v for k, v in terms.items()}},
+            prog_bar=True,
+            batch_size=batch["image"].shape[0],
+        )
+        return loss
+
+    def _eval_step(self, stage: str, batch: dict[str, Any], batch_idx: int) -> None:
+        logits = self.predict_logits(batch["image"])
+        loss = self.loss_fn(logits, batch["mask"])
+        self.log(f"{stage}/loss", loss, batch_size=batch["image"].shape[0], sync_dist=True)
+        self.metrics[stage].update(logits.argmax(1), batch["mask"])
+        if batch_idx == 0 and stage == "val":
+            self._plot_batch = {
+                "image": batch["image"][:4].cpu(),
+                "mask": batch["mask"][:4].cpu(),
+                "pred": logits[:4].argmax(1).cpu(),
+            }
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step("val", batch, batch_idx)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step("test", batch, batch_idx)
+
+    def _epoch_end(self, stage: str) -> None:
+        out = self.metrics[stage].compute()
+        self.metrics[stage].reset()
+        scalars = {k: v for k, v in out.items() if v.ndim == 0}
+        for name, value in zip(self.class_names, out["iou_per_class"], strict=True):
+            scalars[f"iou_{name}"] = value
+        for name, value in zip(self.class_names, out["dice_per_class"], strict=True):
+            scalars[f"dice_{name}"] = value
+        self.log_metrics(stage, scalars)
+        if stage == "val" and self.hparams.plots and self.trainer.is_global_zero:
+            self._write_plots(out["iou_per_class"].tolist())
+
+    def on_validation_epoch_end(self) -> None:
+        self._epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._epoch_end("test")
+
+    def predict_files(self, files: list[Path], out_dir: Path, datamodule: Any) -> list[dict]:
+        """``predict_file`` for each file, with the data module's evaluation transform."""
+        return [self.predict_file(f, out_dir, datamodule.eval_tf) for f in files]
+
+    @torch.no_grad()
+    def predict_file(self, path: Path, out_dir: Path, transform: Any) -> dict[str, Any]:
+        """Predict one image file; write ``<stem>_mask.png`` (class ids) and
+        ``<stem>_overlay.png`` (coloured classes over the image); return a JSON-able record."""
+        image = read_rgb(path)
+        x = transform(image=image)["image"][None].to(self.device)
+        logits = resize_logits(self.predict_logits(x), image.shape[:2])
+        probs = logits.softmax(1)[0]
+        conf, mask = probs.max(0)
+        mask_np = mask.cpu().numpy().astype(np.uint8)
+        stem = Path(path).stem
+        Image.fromarray(mask_np).save(out_dir / f"{stem}_mask.png")
+        Image.fromarray(overlay_mask(image, mask_np)).save(out_dir / f"{stem}_overlay.png")
+        counts = np.bincount(mask_np.ravel(), minlength=self.num_classes) / mask_np.size
+        return {
+            "file": str(path),
+            "mask": str(out_dir / f"{stem}_mask.png"),
+            "overlay": str(out_dir / f"{stem}_overlay.png"),
+            "class_fraction": {n: float(c) for n, c in zip(self.class_names, counts, strict=True)},
+            "mean_confidence": float(conf.mean()),
+        }
+
+    def on_fit_start(self) -> None:
+        # trainer.log_dir broadcasts under DDP, so every rank must ask for it, here, together.
+        log_dir = self.trainer.log_dir
+        self._plot_dir = Path(log_dir) / "plots" if log_dir else None
+
+    def _write_plots(self, iou: list[float]) -> None:
+        folder = getattr(self, "_plot_dir", None)
+        if self.trainer.sanity_checking or folder is None:
+            return
+        epoch = self.current_epoch
+        bar_chart(folder / f"val_iou_epoch{epoch:03d}.png", self.class_names, iou, "val IoU")
+        if self._plot_batch is None:
+            return
+        b = self._plot_batch
+        images = denormalize(b["image"])
+        rows = [
+            [img, overlay_mask(img, np.where(m == self.ignore_index, 0, m)), overlay_mask(img, p)]
+            for img, m, p in zip(images, b["mask"].numpy(), b["pred"].numpy(), strict=True)
+        ]
+        image_grid(
+            folder / f"val_samples_epoch{epoch:03d}.png", rows, ["image", "truth", "prediction"]
+        )
+
+
+def denormalize(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> list[np.ndarray]:
+    """Normalised (B, 3, H, W) tensors back to uint8 RGB arrays for display."""
+    m, s = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+    return [((x * s + m).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy() for x in images]
