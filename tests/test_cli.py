@@ -114,19 +114,23 @@ def test_sweep_writes_one_folder_per_job_and_a_summary(tmp_path: Path) -> None:
         "-m",
         "model=unet,fcn",
         *TINY_SEG,
+        "data.batch_size=4,0",  # the batch-size-0 jobs fail; the sweep goes on
         "trainer.max_epochs=1",
         "logger=none",
         f"hydra.sweep.dir={sweep}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "metrics.json").is_file())
-    assert [p.name for p in jobs] == ["0", "1"]
+    assert [p.name for p in jobs] == ["0", "2"]
     rows = json.loads((sweep / "summary.json").read_text())
-    assert [r["status"] for r in rows] == ["ok", "ok"]
-    assert any("model=unet" in r["overrides"] for r in rows)
-    assert any("model=fcn" in r["overrides"] for r in rows)
-    assert all("val/miou" in r["metrics"] for r in rows)
-    assert (sweep / "summary.csv").read_text().count("\n") == 3
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok", "failed"]
+    assert [r["error"] for r in rows if r["status"] == "failed"] == [
+        "data.batch_size=0: expected a whole number ≥ 1"
+    ] * 2
+    assert any("model=unet" in r["overrides"] for r in rows if r["status"] == "ok")
+    assert any("model=fcn" in r["overrides"] for r in rows if r["status"] == "ok")
+    assert all("val/miou" in r["metrics"] for r in rows if r["status"] == "ok")
+    assert (sweep / "summary.csv").read_text().count("\n") == 5
 
 
 def test_run_folders_are_unique_within_one_second(tmp_path: Path) -> None:

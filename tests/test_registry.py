@@ -10,9 +10,13 @@ import yaml
 
 import visionzoo
 from visionzoo.core.module import RUNTIME_KEYS, split_model_spec
-from visionzoo.registry import RegistryError, model_tasks
+from visionzoo.registry import RegistryError, model_info, model_tasks
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# Models of the package itself (tests register toy models of their own).
+PACKAGE_MODELS = [
+    m for m in visionzoo.list_models() if model_info(m).factory.__module__.startswith("visionzoo.")
+]
 
 
 def model_configs() -> dict[str, dict]:
@@ -24,18 +28,18 @@ def model_configs() -> dict[str, dict]:
 def test_every_model_config_names_a_registered_model() -> None:
     for stem, cfg in model_configs().items():
         assert cfg["name"] == stem, f"configs/model/{stem}.yaml must set name: {stem}"
-        assert cfg["name"] in visionzoo.list_models()
+        assert cfg["name"] in PACKAGE_MODELS
 
 
 def test_every_registered_model_has_a_config() -> None:
-    assert set(visionzoo.list_models()) == set(model_configs())
+    assert set(PACKAGE_MODELS) == set(model_configs())
     for stem, cfg in model_configs().items():  # `model.compile=true` works for every model
         assert set(RUNTIME_KEYS) <= set(cfg), f"configs/model/{stem}.yaml lacks {RUNTIME_KEYS}"
 
 
 def test_model_config_task_matches_a_task_config() -> None:
     tasks = {p.stem for p in (CONFIGS / "task").glob("*.yaml")}
-    for name in visionzoo.list_models():
+    for name in PACKAGE_MODELS:
         assert set(model_tasks(name)) <= tasks
 
 
@@ -52,11 +56,34 @@ def test_unknown_model_message_lists_models() -> None:
 
 
 def test_duplicate_registration_is_refused() -> None:
-    with pytest.raises(RegistryError, match="twice"):
+    from visionzoo.family import Family
+    from visionzoo.registry import register_family, register_generator, register_loss
+
+    with pytest.raises(RegistryError, match="model 'unet' is registered twice"):
         visionzoo.register_model("segmentation", "unet")(lambda **kw: None)
+    with pytest.raises(RegistryError, match="loss 'dice' is registered twice"):
+        register_loss("dice")(lambda **kw: None)
+    with pytest.raises(RegistryError, match="synthetic dataset 'segmentation_shapes'"):
+        register_generator("segmentation_shapes")(lambda out, **kw: None)
+    with pytest.raises(RegistryError, match="task family 'segmentation'"):
+        register_family(Family("segmentation", object, "unet", "synthetic_segmentation"))
+    assert model_info("unet").factory.__module__ == "visionzoo.segmentation.models.unet"
 
 
-@pytest.mark.parametrize("name", visionzoo.list_models())
+def test_a_model_may_serve_several_families_and_carries_metadata() -> None:
+    @visionzoo.register_model(("reg_test_a", "reg_test_b"), trainable=False, higher_is_better=False)
+    def shared_scorer() -> torch.nn.Module:
+        return torch.nn.Identity()
+
+    assert visionzoo.list_models("reg_test_a") == visionzoo.list_models("reg_test_b")
+    assert visionzoo.list_models("reg_test_a") == ["shared_scorer"]
+    info = model_info("shared_scorer")
+    assert info.tasks == ("reg_test_a", "reg_test_b")
+    assert (info.trainable, info.higher_is_better) == (False, False)
+    assert model_info("unet").trainable and model_info("unet").higher_is_better is None
+
+
+@pytest.mark.parametrize("name", PACKAGE_MODELS)
 def test_forward_every_registered_model(name: str) -> None:
     """Each model's config defaults build a model that follows its family's contract:
     per-pixel logits (segmentation); a loss dict in training and boxes in eval (detection)."""

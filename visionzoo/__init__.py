@@ -1,11 +1,8 @@
 """visionzoo: one CLI and Lightning modules for six computer-vision task families."""
 
-# Task families: each import registers one family with its models, datasets and generators.
-from visionzoo import (  # noqa: F401, I001
-    detection,
-    losses,  # noqa: F401  (fills the loss registry)
-    segmentation,
-)
+# The loss library, then each task family: importing a family registers it with its models,
+# datasets and synthetic generators. Adding a family adds its name here.
+from visionzoo import detection, losses, segmentation  # noqa: F401
 from visionzoo.registry import (
     create_loss,
     create_model,

@@ -21,13 +21,14 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.errors import HydraException, InstantiationException
 from hydra.experimental.callback import Callback as HydraCallback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 import visionzoo  # noqa: F401  (registers the built-in families, models and losses)
+from visionzoo.core.callbacks import FiniteLossGuard, last_checkpoint
 from visionzoo.core.io import DataError
 from visionzoo.core.utils import atomic_write_bytes
 from visionzoo.family import Family, load_plugins
@@ -48,6 +49,7 @@ GROUPS = (
     "experiment",
 )
 USER_ERRORS = (DataError, RegistryError, FileNotFoundError, ValueError, KeyError)
+ERROR_FILE = "error.txt"  # a failed sweep job's error line, next to its metrics.json
 
 if not OmegaConf.has_resolver("vz_uid"):
     # Run folders get a random suffix so jobs started in the same second never collide.
@@ -137,6 +139,40 @@ def _override_args(argv: list[str]) -> list[str]:
         else:
             out.append(arg)
     return out
+
+
+# Documented numeric options every run has: (smallest valid value, null allowed). Checked once,
+# after composition, so a bad value is named with its key before anything is built.
+NUMERIC_OPTIONS: dict[str, tuple[int, bool]] = {
+    "seed": (0, False),
+    "trainer.max_epochs": (1, False),
+    "data.batch_size": (1, False),
+    "data.eval_batch_size": (1, True),
+    "data.num_workers": (0, False),
+}
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Types and ranges of the documented options (``NUMERIC_OPTIONS``, ``data.image_size``,
+    ``optimizer.lr``), each refused in one line naming the key and what is valid."""
+    for key, (low, nullable) in NUMERIC_OPTIONS.items():
+        value = OmegaConf.select(cfg, key, default="absent")
+        if value == "absent" or (value is None and nullable):
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise UserError(f"{key}={value!r}: expected a whole number ≥ {low}")
+    size = OmegaConf.select(cfg, "data.image_size", default=None)
+    sizes = list(size) if isinstance(size, ListConfig | list | tuple) else [size]
+    if size is not None and not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes
+    ):
+        raise UserError(
+            f"data.image_size={to_plain(size)!r}: expected a positive number of pixels "
+            "(an int, or [height, width])"
+        )
+    lr = OmegaConf.select(cfg, "optimizer.lr", default=None)
+    if lr is not None and (not isinstance(lr, int | float) or isinstance(lr, bool) or lr <= 0):
+        raise UserError(f"optimizer.lr={lr!r}: expected a positive number (e.g. 1e-3)")
 
 
 def family_of(name: str) -> Family:
@@ -244,12 +280,15 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[pl.Callback]:
             filename="best",
             monitor=monitor,
             mode=mode,
-            save_last=cb.checkpoint.save_last,
+            save_last=False,  # last.ckpt has a callback of its own (last_checkpoint)
             save_top_k=cb.checkpoint.save_top_k,
             auto_insert_metric_name=False,
             enable_version_counter=False,
-        )
+        ),
+        FiniteLossGuard(),
     ]
+    if cb.checkpoint.save_last:
+        callbacks.append(last_checkpoint(run_dir / "checkpoints"))
     if cb.lr_monitor and cfg.get("logger"):
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     if cb.progress == "rich":
@@ -366,6 +405,7 @@ def build_run(cfg: DictConfig, run_dir: Path, **trainer_kw: Any):
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured task; returns the final validation metrics."""
+    check_values(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = run_dir_of()
     trainer, module, datamodule = build_run(cfg, run_dir)
@@ -380,10 +420,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics[f"{module.monitor}_best"] = module.best
     log_dir = trainer.log_dir  # a collective call under DDP: every rank asks
     if trainer.is_global_zero:
-        checkpoint_cb = trainer.checkpoint_callback
+        written = {  # only files that exist: a fast_dev_run writes none
+            Path(cb.best_model_path).stem: cb.best_model_path
+            for cb in trainer.checkpoint_callbacks
+            if cb.best_model_path and Path(cb.best_model_path).is_file()
+        }
         paths = {
-            "best checkpoint": checkpoint_cb.best_model_path if checkpoint_cb else "",
-            "last checkpoint": checkpoint_cb.last_model_path if checkpoint_cb else "",
+            "best checkpoint": written.get("best", ""),
+            "last checkpoint": written.get("last", ""),
             "resolved config": str(run_dir / "config_resolved.yaml"),
             "logs": str(log_dir or run_dir),
         }
@@ -499,7 +543,12 @@ def export(cfg: DictConfig) -> None:
 
 def check_data(cfg: DictConfig) -> None:
     """Print the family's report on each split of a dataset (statistics and every problem)."""
-    family = family_of(cfg.task.name)
+    if cfg.get("data") is None:
+        raise UserError("check_data.py needs data=<dataset> (or task=<family> for its default)")
+    task = cfg.task.name if cfg.get("task") else data_task(cfg.data.get("_target_"))
+    if task is None:
+        raise UserError(f"data={data_choice(cfg)} does not say its task family; add task=<family>")
+    family = family_of(task)
     if family.check_data is None:
         raise UserError(f"check_data.py is not supported for task {family.name!r}")
     check_data_task(cfg, family.name)
@@ -510,54 +559,91 @@ def check_data(cfg: DictConfig) -> None:
 # --------------------------------------------------------------------------- sweeps
 class SweepSummary(HydraCallback):
     """After a ``-m`` sweep, write ``summary.json`` and ``summary.csv`` in the sweep folder:
-    one row per job with its overrides and final metrics (read from each job's metrics.json)."""
+    one row per job with its overrides, status, final metrics (from each job's metrics.json)
+    and, for a failed job, its error line."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        import csv
+
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = []
-        for job_dir in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
-            overrides_file = job_dir / ".hydra" / "overrides.yaml"
-            if not overrides_file.is_file():
-                continue
-            metrics_file = job_dir / "metrics.json"
-            metrics = (
-                json.loads(metrics_file.read_text())["metrics"] if metrics_file.is_file() else {}
-            )
+        jobs = (p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").is_file())
+        for job_dir in sorted(jobs, key=lambda p: (len(p.name), p.name)):
+            metrics_file, error_file = job_dir / "metrics.json", job_dir / ERROR_FILE
+            ok = metrics_file.is_file()
+            error = error_file.read_text().strip() if error_file.is_file() else ""
             rows.append(
                 {
                     "job": job_dir.name,
-                    "overrides": list(OmegaConf.load(overrides_file)),
-                    "status": "ok" if metrics_file.is_file() else "failed",
-                    "metrics": metrics,
+                    "overrides": list(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")),
+                    "status": "ok" if ok else "failed",
+                    "error": "" if ok else error or "no metrics.json (the job did not finish)",
+                    "metrics": json.loads(metrics_file.read_text())["metrics"] if ok else {},
                 }
             )
         (sweep_dir / "summary.json").write_text(json.dumps(rows, indent=1))
         keys = sorted({k for r in rows for k in r["metrics"]})
-        lines = [",".join(["job", "status", "overrides", *keys])]
-        for r in rows:
-            vals = [str(r["metrics"].get(k, "")) for k in keys]
-            lines.append(
-                ",".join([r["job"], r["status"], '"' + " ".join(r["overrides"]) + '"', *vals])
-            )
-        (sweep_dir / "summary.csv").write_text("\n".join(lines) + "\n")
-        print(f"sweep summary: {sweep_dir / 'summary.csv'}")
+        with (sweep_dir / "summary.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["job", "status", "overrides", *keys, "error"])
+            for r in rows:
+                metrics = [r["metrics"].get(k, "") for k in keys]
+                writer.writerow(
+                    [r["job"], r["status"], " ".join(r["overrides"]), *metrics, r["error"]]
+                )
+        failed = sum(r["status"] == "failed" for r in rows)
+        print(
+            f"sweep summary: {sweep_dir / 'summary.csv'} ({len(rows) - failed} ok, {failed} failed)"
+        )
 
 
 # --------------------------------------------------------------------------- entry points
+def user_message(err: BaseException) -> str:
+    """The one line to print for a user error. An error raised inside a DataLoader worker comes
+    back re-raised with the worker's whole traceback in its message; its last line is the
+    original message."""
+    message = str(err.args[0] if isinstance(err, KeyError) and err.args else err)
+    if "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        message = last.split(": ", 1)[1] if last.startswith(type(err).__name__) else last
+    return message
+
+
+def error_line(err: BaseException) -> str | None:
+    """The one-line message for a user mistake, or ``None`` for a genuine bug (traceback)."""
+    if isinstance(err, MissingMandatoryValue):
+        key = err.full_key or "?"
+        return f"{key} is required but not set; add {key}=<value> to the command line"
+    if isinstance(err, (UserError, *USER_ERRORS)):
+        return user_message(err)
+    if isinstance(err, OSError) and err.filename is not None:  # read-only, full or gone
+        return (
+            f"{err.strerror or err}: {str(err.filename)!r}; check that the folder exists, is "
+            "writable and has free space (runs go under paths.output_root, i.e. "
+            "$VISIONZOO_OUTPUT)"
+        )
+    return None
+
+
+def in_sweep() -> bool:
+    """Whether this job is one of a ``-m`` sweep."""
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def _guarded(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     def run(cfg: DictConfig) -> Any:
         try:
             return fn(cfg)
-        except MissingMandatoryValue as err:
-            key = err.full_key or "?"
-            print(
-                f"error: {key} is required but not set; add {key}=<value> to the command line",
-                file=sys.stderr,
-            )
-            sys.exit(2)
-        except (UserError, *USER_ERRORS) as err:
-            message = err.args[0] if isinstance(err, KeyError) and err.args else err
-            print(f"error: {message}", file=sys.stderr)
+        except Exception as err:
+            line = error_line(err)
+            if line is None:
+                raise
+            print(f"error: {line}", file=sys.stderr)
+            if in_sweep():  # record the failed job and let the sweep go on
+                (run_dir_of() / ERROR_FILE).write_text(line + "\n")
+                return None
             sys.exit(2)
 
     return run
@@ -579,7 +665,21 @@ def _entry(config_name: str, fn: Callable[[DictConfig], Any]) -> None:
         sys.exit(2)
     if not any(a.startswith("hydra.searchpath=") for a in sys.argv[1:]):
         sys.argv += searchpath()
-    hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")(_guarded(fn))()
+    # Hydra's own errors (a bad group choice, an unwritable run folder) come back to us as
+    # exceptions, printed as one paragraph instead of Hydra's short traceback.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    main = hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")
+    try:
+        main(_guarded(fn))()
+    except HydraException as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as err:
+        line = error_line(err)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(2)
 
 
 def train_entry() -> None:

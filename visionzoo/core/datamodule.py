@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from visionzoo.core.io import DataError
 from visionzoo.core.sampler import SeededSampler
@@ -78,19 +78,33 @@ class VisionDataModule(pl.LightningDataModule):
             "persistent_workers": self.persistent_workers,
         }
 
+    def sampler(self, stage: str, dataset: Dataset) -> Sampler:
+        """The sample order of ``stage`` (hook): by default ``SeededSampler``, shuffled for
+        train only. Override to draw samples differently; keep it a function of (seed, epoch,
+        index) and rank-aware, as ``SeededSampler`` is, or resume stops being exact."""
+        return SeededSampler(len(dataset), shuffle=stage == "train", seed=self.seed)
+
+    def batch_sampler(self, stage: str, dataset: Dataset) -> Sampler | None:
+        """Whole batches for ``stage`` (hook), e.g. rectangular evaluation batches or P×K
+        identity batches; ``None`` (default) batches ``sampler``'s order by the batch size."""
+        return None
+
     def loader(self, stage: str) -> DataLoader:
         """A loader for ``stage`` in {train, val, test}; shuffles and drops nothing but train."""
         if stage not in self.datasets:
-            self.setup(stage if stage != "train" else "fit")
+            self.setup({"train": "fit", "val": "validate"}.get(stage, stage))
         dataset = self.datasets[stage]
+        common = {**self.loader_options(), "collate_fn": getattr(dataset, "collate", None)}
+        batches = self.batch_sampler(stage, dataset)
+        if batches is not None:
+            return DataLoader(dataset, batch_sampler=batches, **common)
         train = stage == "train"
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            sampler=SeededSampler(len(dataset), shuffle=train, seed=self.seed),
-            **self.loader_options(),
-            collate_fn=getattr(dataset, "collate", None),
+            sampler=self.sampler(stage, dataset),
             drop_last=train and len(dataset) > self.batch_size,
+            **common,
         )
 
     def train_dataloader(self) -> DataLoader:

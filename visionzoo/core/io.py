@@ -23,6 +23,11 @@ def open_image(path: str | Path) -> Image.Image:
         with Image.open(path) as im:
             im.load()
             return im.copy() if im.mode in ("P", "L", "RGB", "I", "I;16") else im.convert("RGB")
+    except Image.DecompressionBombError as err:
+        raise DataError(
+            f"image {str(path)!r} is too large to decode safely ({err}); shrink it or remove it "
+            "from the dataset"
+        ) from err
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise DataError(
             f"cannot decode image {str(path)!r} ({err}); the file is corrupt or not an image — "

@@ -45,6 +45,10 @@ class VisionModule(pl.LightningModule):
     and ``model.compile`` (``torch.compile`` of the network's forward; opt-in).
     """
 
+    # Batch keys holding (B, C, H, W) image tensors; families with several images per sample
+    # (reference + distorted, anchor / positive / negative) list each of them.
+    image_keys: tuple[str, ...] = ("image",)
+
     def __init__(
         self,
         *,
@@ -94,15 +98,20 @@ class VisionModule(pl.LightningModule):
             self.model.compile()
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Channels-last image batches: every 4-D tensor under one of ``image_keys``."""
         if self._channels_last_on and isinstance(batch, dict):
-            image = batch.get("image")
-            if isinstance(image, torch.Tensor) and image.ndim == 4:
-                batch["image"] = image.contiguous(memory_format=torch.channels_last)
+            for key in self.image_keys:
+                image = batch.get(key)
+                if isinstance(image, torch.Tensor) and image.ndim == 4:
+                    batch[key] = image.contiguous(memory_format=torch.channels_last)
         return batch
 
     def configure_optimizers(self) -> dict[str, Any]:
         decay, no_decay = [], []
-        for p in self.model.parameters():
+        # Every trainable parameter of the task module, not only the network's: margin heads,
+        # class centres and learnable loss weights held by the module train too. The network
+        # is registered first, so its parameters lead the groups.
+        for p in self.parameters():
             if p.requires_grad:
                 (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
         wd = self.hparams.optimizer.get("weight_decay", 0.0)

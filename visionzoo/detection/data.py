@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset, Sampler
 
 from visionzoo.core.datamodule import VisionDataModule
 from visionzoo.core.io import DataError, read_rgb
@@ -307,20 +307,15 @@ class DetectionDataModule(VisionDataModule):
                     cache_images=self.cache_images,
                 )
 
-    def loader(self, stage: str) -> DataLoader:
-        if stage not in self.datasets:
-            self.setup({"train": "fit", "val": "validate"}.get(stage, stage))
-        dataset = self.datasets[stage]
-        common = {**self.loader_options(), "collate_fn": DetectionDataset.collate}
+    def sampler(self, stage: str, dataset: Dataset) -> Sampler:
+        # training samples also carry the epoch (mosaic closes in the last epochs)
+        return SeededSampler(
+            len(dataset), shuffle=stage == "train", seed=self.seed, with_epoch=stage == "train"
+        )
+
+    def batch_sampler(self, stage: str, dataset: Dataset) -> Sampler | None:
         if stage == "train":
-            sampler = SeededSampler(len(dataset), shuffle=True, seed=self.seed, with_epoch=True)
-            return DataLoader(
-                dataset,
-                batch_size=self.batch_size,
-                sampler=sampler,
-                drop_last=len(dataset) > self.batch_size,
-                **common,
-            )
+            return None
         if self.rect_eval:
             batches = dataset.set_rect_shapes(self.eval_batch_size)
         else:
@@ -328,7 +323,7 @@ class DetectionDataModule(VisionDataModule):
             batches = [
                 idx[i : i + self.eval_batch_size] for i in range(0, len(idx), self.eval_batch_size)
             ]
-        return DataLoader(dataset, batch_sampler=RectBatchSampler(batches), **common)
+        return RectBatchSampler(batches)
 
     def eval_dataset(self, stage: str = "val") -> DetectionDataset:
         if stage not in self.datasets:

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.ops import box_iou
 
+from visionzoo.core.gathered import GatheredMetric, SampleKey
 from visionzoo.detection.records import DetectionRecord
 
 # Summary keys in the order of ``COCOeval.stats``; stats 6-7 (AR@1, AR@10) and the per-area
@@ -48,7 +48,7 @@ def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(a, b, out=np.zeros_like(a, dtype=np.float64), where=b > 0)
 
 
-class DetectionEvaluator:
+class DetectionEvaluator(GatheredMetric[Prediction]):
     """Accumulates per-image predictions and scores them against ``records``.
 
     Boxes are matched by pycocotools (``COCOeval``, iouType ``bbox``). Crowd and difficult boxes
@@ -56,7 +56,7 @@ class DetectionEvaluator:
     Only images passed to ``update`` are evaluated (``params.imgIds``), as in torchvision's and
     detectron2's COCO evaluators; an image with no detections must still be passed, with empty
     tensors. An image passed twice (``DistributedSampler`` pads ranks with repeats) counts once,
-    with its first predictions.
+    with its first predictions; ``compute`` gathers the images of all ranks (``GatheredMetric``).
 
     ``compute`` also fills the confusion matrix (``confusion_matrix``) and the PR curves
     (``pr_curves``), which survive ``reset`` until the next ``compute``.
@@ -75,6 +75,7 @@ class DetectionEvaluator:
                 f"{len(class_names)} class names but {len(category_ids)} category ids: "
                 "category_ids[k] must give the dataset's id of class k"
             )
+        super().__init__()
         self.class_names = list(class_names)
         self.category_ids = [int(c) for c in category_ids]
         self.conf_matrix_conf = conf_matrix_conf  # detections scoring above it enter the matrix
@@ -83,7 +84,6 @@ class DetectionEvaluator:
         if len(self.records) != len(records):
             raise ValueError("records hold duplicate image_id values; each image needs its own id")
         self.gt = self._coco_ground_truth(records)
-        self._preds: dict[int, Prediction] = {}
         self._confusion: np.ndarray | None = None
         self._pr: dict[str, np.ndarray] | None = None
 
@@ -116,10 +116,6 @@ class DetectionEvaluator:
             gt.createIndex()
         return gt
 
-    def reset(self) -> None:
-        """Forget the accumulated predictions (not the last confusion matrix / PR curves)."""
-        self._preds = {}
-
     def update(
         self, image_ids: list[int] | torch.Tensor, preds: list[dict[str, torch.Tensor]]
     ) -> None:
@@ -139,9 +135,9 @@ class DetectionEvaluator:
                     f"image {image_id}: predicted label {int(labels.max())} outside "
                     f"0..{self.num_classes - 1}"
                 )
-            self._preds.setdefault(image_id, (boxes, scores, labels))
+            self._add(image_id, (boxes, scores, labels))
 
-    def _to_results(self, preds: dict[int, Prediction]) -> list[dict[str, Any]]:
+    def _to_results(self, preds: dict[SampleKey, Prediction]) -> list[dict[str, Any]]:
         out = []
         for image_id, (boxes, scores, labels) in preds.items():
             for bbox, score, label in zip(
@@ -159,18 +155,7 @@ class DetectionEvaluator:
 
     def results(self) -> list[dict[str, Any]]:
         """This process's predictions as COCO results (dataset category ids, ``bbox`` xywh)."""
-        return self._to_results(self._preds)
-
-    def _gathered(self) -> dict[int, Prediction]:
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-            return self._preds
-        parts: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(parts, self._preds)
-        merged: dict[int, Prediction] = {}
-        for part in parts:
-            for image_id, pred in part.items():
-                merged.setdefault(image_id, pred)
-        return merged
+        return self._to_results(self.local_samples())
 
     def compute(self) -> dict[str, Any]:
         """Score everything accumulated (on all ranks, when distributed).
@@ -180,12 +165,12 @@ class DetectionEvaluator:
         pycocotools prints), all 12 ``stats``, ``ap_per_class`` / ``ap50_per_class`` (NaN for
         classes without GT) and ``precision``, ``recall``, ``f1`` at ``conf_best``.
         """
-        preds = self._gathered()
+        preds = self.gathered()
         results = self._to_results(preds)
         with _quiet():
             dt = self.gt.loadRes(results) if results else self._empty_results()
             ev = COCOeval(self.gt, dt, "bbox")
-            ev.params.imgIds = sorted(preds)
+            ev.params.imgIds = list(preds)  # sorted by gathered()
             ev.evaluate()
             ev.accumulate()
             ev.summarize()
@@ -260,7 +245,7 @@ class DetectionEvaluator:
             "conf_best": float(CONF_GRID[best]),
         }
 
-    def _confusion_matrix(self, preds: dict[int, Prediction]) -> np.ndarray:
+    def _confusion_matrix(self, preds: dict[SampleKey, Prediction]) -> np.ndarray:
         """YOLOv5 ``ConfusionMatrix``: rows = predicted class, columns = true class, index C =
         background (last row: missed boxes, last column: false detections).
 

@@ -1,1 +1,2 @@
-"""Family metrics as torchmetrics ``Metric`` objects (state is summed across DDP ranks)."""
+"""Metrics shared across families: summed-state ones as torchmetrics ``Metric`` objects,
+dataset-level ones (``correlation``: SRCC / PLCC / KRCC) on ``core.gathered.GatheredMetric``."""

@@ -84,7 +84,8 @@ def format_report(report: SegmentationReport, class_names: Sequence[str]) -> str
     for k, (name, count) in enumerate(zip(labels, report.pixels.tolist(), strict=True)):
         images = f"  in {report.images_with_class[k]} images" if k < len(class_names) else ""
         bar = "#" * round(BAR_WIDTH * count / peak)
-        lines.append(f"  {name:<{width}} {count:>12} {100 * count / total:6.2f}% {bar}{images}")
+        row = f"  {name:<{width}} {count:>12} {100 * count / total:6.2f}% {bar}{images}"
+        lines.append(row.rstrip())
     absent = [n for n, c in zip(class_names, report.pixels, strict=False) if c == 0]
     problems = list(report.problems)
     if absent and report.pairs:

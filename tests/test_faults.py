@@ -1,0 +1,144 @@
+"""Faults and bad input through the real entry points (in-process, so each row is cheap): one
+line on stderr naming the key, file or value and what to do, exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_SEG, fit_run
+from PIL import Image
+
+from visionzoo.cli import train_entry
+
+
+def run_entry(entry: Callable[[], None], *args: str) -> tuple[int, str]:
+    """``entry`` with ``sys.argv = [script, *args]``: (exit status, stderr)."""
+    saved, err = sys.argv, io.StringIO()
+    sys.argv = ["visionzoo", *args]
+    try:
+        with contextlib.redirect_stderr(err):
+            try:
+                entry()
+                code = 0
+            except SystemExit as stop:
+                code = int(stop.code or 0)
+    finally:
+        sys.argv = saved
+    return code, err.getvalue()
+
+
+def mask_folder(root: Path, bad_value: int) -> list[str]:
+    """A 4-image mask_folder dataset whose third mask holds ``bad_value``; its overrides."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(root / "images" / f"{i}.png")
+        mask = np.zeros((32, 32), np.uint8)
+        mask[:8] = bad_value if i == 2 else 1
+        Image.fromarray(mask).save(root / "masks" / f"{i}.png")
+    return [
+        "task=segmentation",
+        "data=mask_folder",
+        f"data.root={root}",
+        "data.num_classes=2",
+        "data.image_size=[32,32]",
+        "data.batch_size=2",
+        "data.splits={train: '0:4', val: '0:4', test: '0:4'}",
+        "callbacks.progress=none",
+        "logger=none",
+    ]
+
+
+# (case, arguments, what stderr must name)
+BAD_INPUT = [
+    (
+        "epochs not a number",
+        ["task=segmentation", "trainer.max_epochs=abc"],
+        ["trainer.max_epochs"],
+    ),
+    ("zero epochs", ["task=segmentation", "trainer.max_epochs=0"], ["trainer.max_epochs", "≥ 1"]),
+    ("batch size 0", ["task=segmentation", "data.batch_size=0"], ["data.batch_size", "≥ 1"]),
+    ("negative batch size", ["data.batch_size=-1"], ["data.batch_size=-1"]),
+    ("batch size not a number", ["data.batch_size=abc"], ["data.batch_size='abc'"]),
+    ("seed not a number", ["seed=abc"], ["seed='abc'"]),
+    ("image size 0", ["data.image_size=0"], ["data.image_size=0", "positive"]),
+    ("negative image size", ["task=segmentation", "data.image_size=[-32,32]"], ["image_size"]),
+    ("lr not a number", ["optimizer.lr=abc"], ["optimizer.lr", "positive number"]),
+    ("experiment typo", ["experiment=bccd_yolov5"], ["experiment/bccd_yolov5", "bccd_yolov5n"]),
+    ("model typo", ["model=yolo5"], ["model/yolo5", "yolov5"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"), [r[1:] for r in BAD_INPUT], ids=[r[0] for r in BAD_INPUT]
+)
+def test_bad_option_is_one_line(args: list[str], needles: list[str]) -> None:
+    code, err = run_entry(train_entry, *args)
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    assert err.startswith("error: ") and all(n in err for n in needles), err
+
+
+def test_unwritable_output_folder_is_named(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    code, err = run_entry(train_entry, *TINY_SEG, f"paths.output_root={blocker}/runs")
+    assert code == 2 and "Traceback" not in err, err
+    assert str(blocker) in err and "writable" in err and err.count("\n") == 1, err
+
+
+def test_bad_mask_inside_loader_workers_is_one_line(tmp_path: Path) -> None:
+    """With the default 2 workers the worker's re-raised DataError carries its whole traceback;
+    only the original message is printed."""
+    args = [*mask_folder(tmp_path / "data", bad_value=7), "data.num_workers=2"]
+    code, err = run_entry(train_entry, *args, "trainer.max_epochs=1")
+    assert code == 2, err
+    assert "Traceback" not in err and "worker" not in err and err.count("\n") == 1, err
+    assert "2.png" in err and "data.value_map" in err, err
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_checkpoints(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    code, err = run_entry(
+        train_entry,
+        *TINY_SEG,
+        "optimizer.lr=1e9",
+        "trainer.max_epochs=4",
+        "logger=none",
+        f"hydra.run.dir={run}",
+    )
+    assert code == 2 and "Traceback" not in err, err
+    assert "training loss is nan" in err and "epoch" in err and "optimizer.lr" in err, err
+    failed_epoch = int(re.search(r"at epoch (\d+)", err).group(1))
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == failed_epoch - 1  # the epochs before the failure are kept
+
+
+def test_decompression_bomb_names_the_file(tmp_path: Path, monkeypatch) -> None:
+    from visionzoo.core.io import DataError, read_rgb
+
+    path = tmp_path / "huge.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1600 px > 2 × limit: PIL refuses
+    with pytest.raises(DataError, match="huge.png.*too large"):
+        read_rgb(path)
+
+
+def test_last_checkpoint_is_the_latest_epoch(tmp_path: Path) -> None:
+    """Monitoring val/loss for its *maximum* makes an early epoch the best one; Lightning's own
+    save_last follows the top-k saves and would leave last.ckpt at that epoch."""
+    overrides = [*TINY_SEG, "trainer.max_epochs=3", "logger=none", "task.monitor=val/loss"]
+    fit_run([*overrides, "task.monitor_mode=max"], tmp_path)
+    folder = tmp_path / "checkpoints"
+    best = torch.load(folder / "best.ckpt", map_location="cpu", weights_only=True)
+    last = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)
+    assert best["epoch"] < 2  # the premise: the best epoch is not the last one
+    assert last["epoch"] == 2 and last["global_step"] > best["global_step"]
