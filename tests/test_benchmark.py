@@ -1,35 +1,24 @@
-"""scripts/benchmark.py: every suite runs in --tiny mode and writes well-formed results, and the
-membrane recipe the benchmark trains is the one the acceptance criterion names."""
+"""visionzoo.bench (run as scripts/benchmark.py): every suite runs in --tiny mode and writes
+well-formed results, and the membrane recipe the benchmark trains is the one the acceptance
+criterion names."""
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 import math
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from visionzoo.bench import harness
+from visionzoo.bench.cli import suites
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "benchmark.py"
 MEMBRANE = REPO / ".." / "shared" / "data" / "membrane"
-
-
-@functools.cache
-def _load_script() -> ModuleType:
-    """scripts/ is no package: load benchmark.py by path (registered first, as dataclasses
-    look their module up in sys.modules)."""
-    spec = importlib.util.spec_from_file_location("vz_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run_tiny(suite: str, out: Path) -> dict[str, Any]:
@@ -66,11 +55,12 @@ def test_membrane_experiment_is_the_acceptance_recipe() -> None:
     """`experiment=membrane_unet` composes exactly the command line the issue names."""
     from omegaconf import OmegaConf
 
-    bench = _load_script()
+    from visionzoo.segmentation.bench import MEMBRANE_RECIPE
+
     run_dir = "paths.run_dir=/tmp/unused"
-    recipe = bench.compose([bench.MEMBRANE_RECIPE, run_dir])
+    recipe = harness.compose([MEMBRANE_RECIPE, run_dir])
     epochs = recipe.trainer.max_epochs
-    explicit = bench.compose(
+    explicit = harness.compose(
         [
             "task=segmentation",
             "model=unet",
@@ -87,41 +77,43 @@ def test_membrane_experiment_is_the_acceptance_recipe() -> None:
 
 
 def test_alternate_reverses_order_and_summary_skips_warmup() -> None:
-    bench = _load_script()
     calls: list[str] = []
 
     def side(name: str, seconds: float) -> Any:
         def run() -> Any:
             calls.append(name)
-            return bench.Measurement(seconds, images=10, steps=2)
+            return harness.Measurement(seconds, images=10, steps=2)
 
         return run
 
-    raw = bench.alternate({"a": side("a", 1.0), "b": side("b", 2.0)}, repeats=2, warmup=1)
+    raw = harness.alternate({"a": side("a", 1.0), "b": side("b", 2.0)}, repeats=2, warmup=1)
     assert calls == ["a", "b", "b", "a", "a", "b"]
-    summary = bench.summarize(raw["b"])
+    summary = harness.summarize(raw["b"])
     assert summary["repeats"] == 2 and summary["images_per_s"] == pytest.approx(5.0)
     assert summary["steps_per_s"] == pytest.approx(1.0)
     assert [r["warmup"] for r in raw["a"]] == [True, False, False]
 
 
 def test_cpu_ratio_uses_timed_runs_only() -> None:
-    bench = _load_script()
 
     def rows(cpu: list[float]) -> list[dict[str, Any]]:
         return [{"warmup": i == 0, "images": 10, "cpu_seconds": c} for i, c in enumerate(cpu)]
 
     # a: 10 images per 2 CPU-s (the 100-s warm-up run ignored); b: 10 per 4 CPU-s
-    assert bench.cpu_ratio(rows([100.0, 2.0, 2.0, 3.0]), rows([1.0, 4.0, 4.0, 5.0])) == 2.0
+    assert harness.cpu_ratio(rows([100.0, 2.0, 2.0, 3.0]), rows([1.0, 4.0, 4.0, 5.0])) == 2.0
 
 
 def test_limit_count_follows_lightning() -> None:
-    bench = _load_script()
-    assert bench.limit_count(None, 6) == 6
-    assert bench.limit_count(2, 6) == 2
-    assert bench.limit_count(10, 6) == 6
-    assert bench.limit_count(0.5, 6) == 3
-    assert bench.limit_count(1.0, 6) == 6
+    assert harness.limit_count(None, 6) == 6
+    assert harness.limit_count(2, 6) == 2
+    assert harness.limit_count(10, 6) == 6
+    assert harness.limit_count(0.5, 6) == 3
+    assert harness.limit_count(1.0, 6) == 6
+
+
+def test_suites_are_the_generic_ones_plus_one_per_family_bench() -> None:
+    """Each family with a comparison suite in its bench module is a suite named after it."""
+    assert set(suites()) == {"overhead", "data", "detection", "segmentation"}
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -16,7 +17,7 @@ import torch
 from conftest import TINY_SEG, fit_run
 from PIL import Image
 
-from visionzoo.cli import train_entry
+from visionzoo.cli import eval_entry, train_entry
 
 
 def run_entry(entry: Callable[[], None], *args: str) -> tuple[int, str]:
@@ -132,13 +133,65 @@ def test_decompression_bomb_names_the_file(tmp_path: Path, monkeypatch) -> None:
         read_rgb(path)
 
 
-def test_last_checkpoint_is_the_latest_epoch(tmp_path: Path) -> None:
-    """Monitoring val/loss for its *maximum* makes an early epoch the best one; Lightning's own
-    save_last follows the top-k saves and would leave last.ckpt at that epoch."""
+@pytest.fixture(scope="module")
+def seg_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-epoch segmentation run monitoring val/loss for its *maximum*, which makes an early
+    epoch the best one (Lightning's own save_last would then leave last.ckpt at it)."""
+    run = tmp_path_factory.mktemp("seg_run")
     overrides = [*TINY_SEG, "trainer.max_epochs=3", "logger=none", "task.monitor=val/loss"]
-    fit_run([*overrides, "task.monitor_mode=max"], tmp_path)
-    folder = tmp_path / "checkpoints"
+    fit_run([*overrides, "task.monitor_mode=max"], run)
+    return run
+
+
+def test_last_checkpoint_is_the_latest_epoch(seg_run: Path) -> None:
+    folder = seg_run / "checkpoints"
     best = torch.load(folder / "best.ckpt", map_location="cpu", weights_only=True)
     last = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)
     assert best["epoch"] < 2  # the premise: the best epoch is not the last one
     assert last["epoch"] == 2 and last["global_step"] > best["global_step"]
+
+
+def test_checkpoints_follow_the_umask(seg_run: Path) -> None:
+    mask = os.umask(0)
+    os.umask(mask)
+    for ckpt in (seg_run / "checkpoints").glob("*.ckpt"):
+        assert ckpt.stat().st_mode & 0o777 == 0o666 & ~mask, ckpt
+
+
+def _bad_checkpoints(folder: Path, good: Path) -> dict[str, Path]:
+    files = {"empty": folder / "empty.ckpt", "truncated": folder / "half.ckpt"}
+    files["empty"].write_bytes(b"")
+    files["truncated"].write_bytes(good.read_bytes()[:4096])
+    files["bare tensor"] = folder / "tensor.ckpt"
+    torch.save(torch.zeros(3), files["bare tensor"])
+    return files
+
+
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [("empty", "is empty (0 bytes)"), ("truncated", "incomplete"), ("bare tensor", "a Tensor")],
+)
+def test_bad_checkpoint_is_one_line_for_eval_and_resume(
+    case: str, needle: str, seg_run: Path, tmp_path: Path
+) -> None:
+    path = _bad_checkpoints(tmp_path, seg_run / "checkpoints" / "last.ckpt")[case]
+    for entry, args in ((eval_entry, []), (train_entry, [*TINY_SEG, "logger=none"])):
+        code, err = run_entry(entry, *args, f"ckpt_path={path}")
+        assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+        assert path.name in err and needle in err, err
+
+
+def test_resume_into_another_model_says_what_differs(seg_run: Path) -> None:
+    last = seg_run / "checkpoints" / "last.ckpt"
+    code, err = run_entry(train_entry, *TINY_SEG, "model=fcn", "logger=none", f"ckpt_path={last}")
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert "model.name 'unet' vs 'fcn'" in err and "without ckpt_path" in err, err
+
+
+def test_eval_prints_one_table_with_significant_digits(seg_run: Path, capsys) -> None:
+    last = seg_run / "checkpoints" / "last.ckpt"
+    code, err = run_entry(eval_entry, f"ckpt_path={last}")
+    out = capsys.readouterr().out
+    assert code == 0, err
+    assert out.count("val/miou") == 1, out  # Lightning's own results table is off
+    assert re.search(r"val/iou_\w+ +│ +(0|1|0\.\d{1,4}|\d\.\d+e-\d+) ", out), out

@@ -30,6 +30,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 import visionzoo  # noqa: F401  (registers the built-in families, models and losses)
 from visionzoo.core.callbacks import FiniteLossGuard, last_checkpoint
 from visionzoo.core.io import DataError
+from visionzoo.core.module import RUNTIME_KEYS
 from visionzoo.core.utils import atomic_write_bytes
 from visionzoo.family import Family, load_plugins
 from visionzoo.registry import RegistryError, get_family, list_families, list_models, model_info
@@ -354,7 +355,7 @@ def print_summary(title: str, metrics: dict[str, float], paths: dict[str, str]) 
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in sorted(metrics.items()):
-        table.add_row(k, f"{v:.4f}")
+        table.add_row(k, f"{v:.4g}")
     console = Console()
     console.print(table)
     for k, v in paths.items():
@@ -412,8 +413,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     ckpt = cfg.ckpt_path
-    if ckpt and not Path(ckpt).is_file():
-        raise UserError(f"ckpt_path {ckpt!r} does not exist; give the .ckpt file to resume from")
+    if ckpt:
+        check_resume(ckpt, module)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     metrics = final_metrics(trainer)
     if module.best is not None:
@@ -438,20 +439,62 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def load_checkpoint_module(ckpt_path: str) -> pl.LightningModule:
-    """Rebuild a task module from a checkpoint alone (weights_only, no pickled objects)."""
+def read_checkpoint(ckpt_path: str) -> dict[str, Any]:
+    """A visionzoo checkpoint as plain data (``weights_only``: nothing in it is executed), or a
+    ``UserError`` saying why the file is not one."""
     path = Path(ckpt_path)
     if not path.is_file():
         raise UserError(f"ckpt_path {ckpt_path!r} does not exist; pass a .ckpt written by train.py")
+    if path.stat().st_size == 0:
+        raise UserError(f"checkpoint {ckpt_path!r} is empty (0 bytes); use another .ckpt")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise UserError(f"cannot read checkpoint {ckpt_path!r}: {err}") from err
+        reason = str(err).strip().splitlines()[0]
+        raise UserError(
+            f"cannot read checkpoint {ckpt_path!r}: it is incomplete or not a PyTorch "
+            f"checkpoint ({reason})"
+        ) from err
     hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-    task = hp.get("task_name")
-    if task not in list_families():
-        raise UserError(f"{ckpt_path!r} is not a visionzoo checkpoint (no known task_name)")
-    module = get_family(task).module(**hp)
+    if hp.get("task_name") not in list_families() or "state_dict" not in ckpt:
+        kind = type(ckpt).__name__
+        raise UserError(
+            f"{ckpt_path!r} is not a visionzoo checkpoint (a {kind} without a known task_name "
+            "and state_dict); pass a .ckpt written by train.py"
+        )
+    return ckpt
+
+
+def check_resume(ckpt_path: str, module: pl.LightningModule) -> None:
+    """Resuming continues the same run: the checkpoint's task, model and classes must be the
+    configured ones. Says what differs instead of Lightning's list of state-dict keys."""
+    saved = read_checkpoint(ckpt_path)["hyper_parameters"]
+    now = module.hparams
+    differences = []
+    if saved["task_name"] != now["task_name"]:
+        differences.append(f"task {saved['task_name']!r} vs {now['task_name']!r}")
+    old_model = {k: v for k, v in saved["model"].items() if k not in RUNTIME_KEYS}
+    new_model = {k: v for k, v in now["model"].items() if k not in RUNTIME_KEYS}
+    for key in sorted(set(old_model) | set(new_model)):
+        if old_model.get(key) != new_model.get(key):
+            differences.append(f"model.{key} {old_model.get(key)!r} vs {new_model.get(key)!r}")
+    old_classes = (saved.get("data_meta") or {}).get("class_names")
+    new_classes = (now.get("data_meta") or {}).get("class_names")
+    if old_classes != new_classes:
+        differences.append(f"classes {old_classes} vs {new_classes}")
+    if differences:
+        raise UserError(
+            f"cannot resume from {ckpt_path!r}: it was trained with another setup "
+            f"(checkpoint vs now: {'; '.join(differences)}). Resume with the checkpoint's "
+            "settings, or start a new run without ckpt_path"
+        )
+
+
+def load_checkpoint_module(ckpt_path: str) -> pl.LightningModule:
+    """Rebuild a task module from a checkpoint alone (weights_only, no pickled objects)."""
+    ckpt = read_checkpoint(ckpt_path)
+    hp = ckpt["hyper_parameters"]
+    module = get_family(hp["task_name"]).module(**hp)
     module.load_state_dict(ckpt["state_dict"])
     module.best = ckpt.get("visionzoo", {}).get("best")
     return module.eval()
@@ -498,7 +541,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         use_distributed_sampler=False,
     )
     run = trainer.validate if stage == "val" else trainer.test
-    run(module, datamodule=datamodule)
+    run(module, datamodule=datamodule, verbose=False)  # our own table follows
     metrics = final_metrics(trainer)
     out = {"checkpoint": cfg.ckpt_path, "split": stage, "metrics": metrics}
     if not cfg.ckpt_path:

@@ -42,6 +42,17 @@ def scale_predictions(
     return out
 
 
+def unit_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 image batches (B, 3, H, W) as the float [0, 1] input every detector takes."""
+    return images.float() / 255
+
+
+def training_losses(model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The detector's loss terms on one training batch (``"loss"`` is the one to backpropagate):
+    the module's training step and the benchmark's plain loop both call it."""
+    return model(unit_images(batch["image"]), batch["targets"])
+
+
 class DetectionModule(VisionModule):
     """YOLO-style training loop on top of any detector that follows
     ``visionzoo.detection.models.common``:
@@ -101,7 +112,9 @@ class DetectionModule(VisionModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         biases, weights, norms = [], [], []
-        for module in self.model.modules():
+        # every trainable parameter of the task module, the network's first (the EMA copy is
+        # frozen and so left out)
+        for module in self.modules():
             for name, p in module.named_parameters(recurse=False):
                 if not p.requires_grad:
                     continue
@@ -182,8 +195,7 @@ class DetectionModule(VisionModule):
         warmup_epochs = (self.hparams.scheduler or {}).get("warmup_epochs", 3)
         nw = max(round(warmup_epochs * nb), self.hparams.warmup_min_iters)
         accumulate = self._set_lr(optimizer, ni, nw)
-        images = batch["image"].float() / 255
-        losses = self.model(images, batch["targets"])
+        losses = training_losses(self.model, batch)
         self.manual_backward(losses["loss"])
         # Also step at the end of an epoch, so checkpoints never hold half-accumulated gradients.
         if ni - int(self.last_opt_step) >= accumulate or batch_idx == nb - 1:
@@ -198,7 +210,7 @@ class DetectionModule(VisionModule):
             if self.ema is not None:
                 self.ema.update(self.model)
             self.last_opt_step.fill_(ni)
-        bs = images.shape[0]
+        bs = batch["image"].shape[0]
         logged = {f"train/{k}": v.detach().float() for k, v in losses.items() if k != "loss"}
         # YOLOv5 returns the batch sum (its gradient scale); log the per-image value.
         per_image = bs if getattr(self.model, "loss_sums_batch", False) else 1
@@ -217,7 +229,7 @@ class DetectionModule(VisionModule):
         return self.evaluators[stage]
 
     def _eval_step(self, stage: str, batch: dict[str, Any]) -> None:
-        images = batch["image"].float() / 255
+        images = unit_images(batch["image"])
         preds = self.eval_model(images)
         self._evaluator(stage).update(batch["image_id"], scale_predictions(preds, batch))
         if stage == "val" and self._plot_batch is None:
@@ -364,7 +376,7 @@ class DetectionModule(VisionModule):
                 scaleup=False,
             )
             x = torch.from_numpy(boxed.transpose(2, 0, 1).copy())[None].to(self.device)
-            pred = model(x.float() / 255)[0]
+            pred = model(unit_images(x))[0]
             batch = {"ratio_pad": [(scale * ratio, pad)], "orig_size": [(h0, w0)]}
             pred = scale_predictions([pred], batch)[0]
             drawn = draw_detections(

@@ -19,6 +19,12 @@ from visionzoo.segmentation.metrics import SegmentationMetrics
 from visionzoo.segmentation.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
+def training_loss(model: nn.Module, loss_fn: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+    """The loss of one training batch, ``loss_fn(model(image), mask)`` (logits (B, C, H, W),
+    mask (B, H, W)): the module's training step and the benchmark's plain loop both call it."""
+    return loss_fn(model(batch["image"]), batch["mask"])
+
+
 class SegmentationModule(VisionModule):
     """Trains a registered segmentation model (logits out) with a registered loss.
 
@@ -51,8 +57,7 @@ class SegmentationModule(VisionModule):
         return predict_logits(self.model, images, num_classes=self.num_classes, **self.inference)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        logits = self.model(batch["image"])
-        loss = self.loss_fn(logits, batch["mask"])
+        loss = training_loss(self.model, self.loss_fn, batch)
         terms = {k: v for k, v in getattr(self.loss_fn, "last_terms", {}).items()}
         self.log_dict(
             {"train/loss": loss.detach(), **{f"train/{k}": v for k, v in terms.items()}},
