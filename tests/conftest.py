@@ -60,28 +60,36 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 def run_cli(
-    script: str, *args: str, cwd: Path = ROOT, timeout: int = 600
+    script: str,
+    *args: str,
+    cwd: Path = ROOT,
+    timeout: int = 600,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run ``python <script> args...`` from the repository root, capturing output."""
+    """Run ``python <script> args...`` from the repository root, capturing output; ``env``
+    adds to (or replaces entries of) the current environment."""
     return subprocess.run(
         [sys.executable, str(ROOT / script), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=os.environ.copy(),
+        env={**os.environ, **(env or {})},
     )
 
 
 def compose(overrides: list[str], run_dir: Path, config_name: str = "train"):
-    """Compose a config in-process (as the CLI would) with ``paths.run_dir`` set."""
+    """Compose a config in-process (as the CLI would, plug-in families' config folders
+    included) with ``paths.run_dir`` set."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from visionzoo.cli import CONFIG_DIR
+    from visionzoo.cli import CONFIG_DIR, searchpath
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return hydra_compose(config_name, overrides=[*overrides, f"paths.run_dir={run_dir}"])
+        return hydra_compose(
+            config_name, overrides=[*overrides, *searchpath(), f"paths.run_dir={run_dir}"]
+        )
 
 
 class StopAfter(pl.Callback):
