@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import timm
 import torch.nn as nn
 
 
@@ -22,6 +21,8 @@ def create_encoder(
     (``.pth``, ``.bin`` or ``.safetensors``); nothing is ever downloaded. Decoders size
     themselves from ``encoder.feature_info.channels()`` and ``.reduction()``.
     """
+    import timm  # imported on use: it costs seconds at start-up for every command
+
     if name not in timm.list_models():
         raise ValueError(
             f"unknown timm encoder {name!r}; pick one of timm.list_models(), e.g. resnet18, "

@@ -25,23 +25,36 @@ def default_cache_dir() -> Path:
 
 
 def ensure_synthetic(name: str, root: str | Path, **params: Any) -> Path:
-    """Make sure ``root`` holds generator ``name``'s output for ``params``; return ``root``."""
+    """Make sure ``root`` holds generator ``name``'s output for ``params``; return ``root``.
+
+    Processes that ask at once (DDP ranks, parallel test runs) take turns on a lock file next to
+    ``root``: the first one writes the dataset, the others find its stamp and read it."""
+    import fcntl
+
     generator = get_generator(name)  # raises with the list of generators
     root = Path(root).expanduser()
     wanted = {"name": name, **params}
     stamp = root / STAMP
-    if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
+
+    def current() -> bool:
+        return stamp.is_file() and json.loads(stamp.read_text()) == wanted
+
+    if current():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
-        generator(tmp, **params)
-        (tmp / STAMP).write_text(json.dumps(wanted, indent=1))
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with open(root.parent / f".{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if current():  # written by another process while this one waited
+            return root
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+        try:
+            generator(tmp, **params)
+            (tmp / STAMP).write_text(json.dumps(wanted, indent=1))
+            if root.exists():
+                shutil.rmtree(root)
+            os.replace(tmp, root)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 

@@ -15,7 +15,6 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import freeze_batch_norm_2d
 from torchvision.models.detection import FasterRCNN as TorchvisionFasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -70,6 +69,8 @@ class TimmFPN(nn.Module):
                 f"stages ({', '.join(stages)}); use 0..{len(stages)} or null"
             )
         if pretrained_file:
+            from timm.layers import freeze_batch_norm_2d
+
             self.body = freeze_batch_norm_2d(self.body)
         if trainable_layers < len(stages):
             self._freeze_through(stages[len(stages) - trainable_layers - 1])
