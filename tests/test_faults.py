@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import sys
@@ -195,3 +196,31 @@ def test_eval_prints_one_table_with_significant_digits(seg_run: Path, capsys) ->
     assert code == 0, err
     assert out.count("val/miou") == 1, out  # Lightning's own results table is off
     assert re.search(r"val/iou_\w+ +│ +(0|1|0\.\d{1,4}|\d\.\d+e-\d+) ", out), out
+
+
+def _eval_metrics(run: Path, *args: str) -> dict[str, float]:
+    code, err = run_entry(eval_entry, *args, f"hydra.run.dir={run}")
+    assert code == 0, err
+    return json.loads((run / "eval_metrics.json").read_text())["metrics"]
+
+
+def test_eval_takes_inference_options_of_the_checkpoint_task(seg_run: Path, tmp_path: Path) -> None:
+    last = f"ckpt_path={seg_run / 'checkpoints' / 'last.ckpt'}"
+    plain = _eval_metrics(tmp_path / "plain", last)
+    flip = _eval_metrics(tmp_path / "flip", last, "task.inference.flip=true")
+    assert plain["val/miou"] != flip["val/miou"]  # applied, not silently ignored
+    code, err = run_entry(eval_entry, last, "task.inference.nope=1")
+    assert code == 2 and "task.inference.nope" in err and "crop" in err, err
+
+
+def test_eval_on_a_moved_dataset_root(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    overrides = [o for o in mask_folder(data, bad_value=1) if o.startswith(("task=", "data"))]
+    fit_run([*overrides, "trainer.max_epochs=1", "logger=none", "data.num_workers=0"], tmp_path)
+    ckpt = f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}"
+    before = _eval_metrics(tmp_path / "before", ckpt)
+    data.rename(tmp_path / "moved")
+    code, err = run_entry(eval_entry, ckpt)
+    assert code == 2 and "data.root" in err, err
+    after = _eval_metrics(tmp_path / "after", ckpt, f"data.root={tmp_path / 'moved'}")
+    assert after == before

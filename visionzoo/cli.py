@@ -129,6 +129,20 @@ _FLAGS_WITH_VALUE = {
 }
 
 
+def checkpoint_changes(argv: list[str]) -> list[str]:
+    """``eval.py``: ``data.<key>=`` and ``task.<key>=`` without a ``data=`` / ``task=`` choice
+    change what the checkpoint records; they become additions (``+data.root=...``) to the empty
+    ``data`` / ``task`` sections of eval.yaml, checked against the checkpoint later."""
+    chosen = {a.split("=", 1)[0] for a in _override_args(argv)}
+    out = []
+    for arg in argv:
+        section = arg.split(".", 1)[0]
+        if section in ("data", "task") and section not in chosen and "=" in arg:
+            arg = f"+{arg}"
+        out.append(arg)
+    return out
+
+
 def _override_args(argv: list[str]) -> list[str]:
     """The ``key=value`` arguments of a Hydra command line, without its flags and their values."""
     out, skip = [], False
@@ -490,10 +504,30 @@ def check_resume(ckpt_path: str, module: pl.LightningModule) -> None:
         )
 
 
-def load_checkpoint_module(ckpt_path: str) -> pl.LightningModule:
-    """Rebuild a task module from a checkpoint alone (weights_only, no pickled objects)."""
+def override_hparams(hp: dict[str, Any], changes: dict[str, Any], prefix: str) -> None:
+    """Apply ``changes`` (nested plain data) to the saved hyper-parameters ``hp`` in place;
+    every key must exist there (``prefix`` names the section in the error)."""
+    for key, value in changes.items():
+        if key not in hp:
+            valid = ", ".join(sorted(hp)) or "(none)"
+            raise UserError(
+                f"the checkpoint has no option {prefix}{key}; options it records: {valid}"
+            )
+        if isinstance(value, dict) and isinstance(hp[key], dict):
+            override_hparams(hp[key], value, f"{prefix}{key}.")
+        else:
+            hp[key] = value
+
+
+def load_checkpoint_module(
+    ckpt_path: str, task: dict[str, Any] | None = None, data: dict[str, Any] | None = None
+) -> pl.LightningModule:
+    """Rebuild a task module from a checkpoint alone (weights_only, no pickled objects);
+    ``task`` and ``data`` change recorded options (``task.inference.mode``, ``data.root``)."""
     ckpt = read_checkpoint(ckpt_path)
     hp = ckpt["hyper_parameters"]
+    override_hparams(hp, task or {}, "task.")
+    override_hparams(hp.setdefault("data", {}), data or {}, "data.")
     module = get_family(hp["task_name"]).module(**hp)
     module.load_state_dict(ckpt["state_dict"])
     module.best = ckpt.get("visionzoo", {}).get("best")
@@ -503,7 +537,7 @@ def load_checkpoint_module(ckpt_path: str) -> pl.LightningModule:
 def metric_only_module(cfg: DictConfig) -> tuple[pl.LightningModule, pl.LightningDataModule]:
     """``eval.py`` without ``ckpt_path``: the task module of a model that has no learnt weights
     (registered ``trainable=False``) and the configured data module."""
-    if cfg.get("task") is None:
+    if "name" not in (cfg.get("task") or {}):
         raise UserError(
             "eval.py needs ckpt_path=<file.ckpt>, or task=<family> model=<metric-only model> "
             "to score a dataset without a checkpoint"
@@ -526,9 +560,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if stage not in ("val", "test"):
         raise UserError(f"split={stage!r}; choose val or test")
     if cfg.ckpt_path:
-        module = load_checkpoint_module(cfg.ckpt_path)
-        data_cfg = cfg.data if cfg.get("data") else module.hparams.data
-        datamodule = build_datamodule(data_cfg)
+        task, data = to_plain(cfg.task) or {}, to_plain(cfg.data) or {}
+        if "name" in task:
+            raise UserError(
+                "task= is for models without a checkpoint; with ckpt_path change the "
+                "checkpoint's options with task.<key>=... instead"
+            )
+        other_dataset = "_target_" in data  # data=<name>: another dataset, not a change
+        module = load_checkpoint_module(cfg.ckpt_path, task, {} if other_dataset else data)
+        datamodule = build_datamodule(data if other_dataset else module.hparams.data)
         datamodule.prepare_data()
     else:
         module, datamodule = metric_only_module(cfg)
@@ -700,6 +740,8 @@ def _entry(config_name: str, fn: Callable[[DictConfig], Any]) -> None:
     # VisionModule's on_after_batch_transfer (channels-last inputs) is meant to win over the
     # data module's, which keeps Lightning's default; Lightning would warn about it each fit.
     warnings.filterwarnings("ignore", message=r".*overridden `on_after_batch_transfer`.*")
+    if config_name == "eval":
+        sys.argv[1:] = checkpoint_changes(sys.argv[1:])
     try:
         load_plugins()
         check_overrides(config_name, sys.argv[1:])
