@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -33,7 +34,15 @@ def test_train_eval_predict_export_end_to_end(tmp_path: Path) -> None:
     for key in ("val/map", "val/map50", "val/map75", "val/precision", "val/recall", "val/map_best"):
         assert key in metrics, key
     logs = Path(result["paths"]["logs"])
-    assert (logs / "results.csv").is_file()
+    # results.csv row N pairs epoch N's averaged training losses with epoch N's validation
+    with (logs / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    with (logs / "metrics.csv").open() as f:
+        logged = [r for r in csv.DictReader(f) if r.get("train/loss_epoch")]
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    for row, epoch_row in zip(rows, logged, strict=True):
+        assert int(epoch_row["epoch"]) == int(row["epoch"])
+        assert float(row["train/loss"]) == pytest.approx(float(epoch_row["train/loss_epoch"]))
     for name in (
         "labels.png",
         "val_pr_curve.png",

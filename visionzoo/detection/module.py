@@ -93,6 +93,7 @@ class DetectionModule(VisionModule):
         self.evaluators: dict[str, DetectionEvaluator] = {}
         self.register_buffer("last_opt_step", torch.tensor(-1, dtype=torch.long), persistent=True)
         self._plot_batch: dict[str, Any] | None = None
+        self._val_result: dict[str, Any] | None = None  # this epoch's, for results.csv
 
     @property
     def eval_model(self) -> nn.Module:
@@ -265,8 +266,15 @@ class DetectionModule(VisionModule):
         result = self._eval_epoch_end("val")
         if self.trainer.sanity_checking or not self.trainer.is_global_zero:
             return
-        self._write_results_csv(result)
-        self._write_plots("val", result)
+        self._val_result = result  # its results.csv row is written once the epoch's train
+        self._write_plots("val", result)  # losses are averaged, in on_train_epoch_end
+
+    def on_train_epoch_end(self) -> None:
+        # Validation runs inside the training epoch, before Lightning averages the epoch's
+        # training losses: writing the row there would pair them with the previous epoch.
+        result, self._val_result = self._val_result, None
+        if result is not None and self.trainer.is_global_zero:
+            self._write_results_csv(result)
 
     def on_test_epoch_end(self) -> None:
         result = self._eval_epoch_end("test")
