@@ -85,13 +85,14 @@ def test_fast_dev_run_every_model(model: str, tmp_path: Path) -> None:
 
 def test_resume_continues_the_exact_schedule(tmp_path: Path) -> None:
     """Stopped after 2 of 4 epochs and resumed from last.ckpt ends with the same weights as
-    one uninterrupted 4-epoch run (CPU, fixed seed)."""
+    one uninterrupted 4-epoch run (CPU, fixed seed, 2 persistent loader workers)."""
     overrides = [
         *TINY_SEG,
         "trainer.max_epochs=4",
         "logger=none",
         "task.plots=false",
         "scheduler.warmup_epochs=1",
+        "data.num_workers=2",  # the default loader: workers prefetch at iterator creation
     ]
 
     def fit(run_dir: Path, stop_after: int | None = None, ckpt: str | None = None):

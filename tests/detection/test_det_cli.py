@@ -129,6 +129,7 @@ def test_resume_continues_the_exact_schedule(tmp_path: Path) -> None:
         "task.warmup_min_iters=3",
         "task.nominal_batch_size=16",
         "data.augment.close_mosaic=1",
+        "data.num_workers=2",  # the default loader: workers prefetch at iterator creation
     ]
 
     def fit(run_dir: Path, stop_after: int | None = None, ckpt: str | None = None):

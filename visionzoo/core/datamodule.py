@@ -51,6 +51,7 @@ class VisionDataModule(pl.LightningDataModule):
         self.persistent_workers = persistent_workers and num_workers > 0
         self.seed = seed
         self.datasets: dict[str, Dataset] = {}
+        self._resume_epoch: int | None = None  # from a checkpoint being resumed
 
     def prepare_data(self) -> None:
         if self.synthetic is not None:
@@ -96,16 +97,45 @@ class VisionDataModule(pl.LightningDataModule):
         dataset = self.datasets[stage]
         common = {**self.loader_options(), "collate_fn": getattr(dataset, "collate", None)}
         batches = self.batch_sampler(stage, dataset)
-        if batches is not None:
-            return DataLoader(dataset, batch_sampler=batches, **common)
         train = stage == "train"
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            sampler=self.sampler(stage, dataset),
-            drop_last=train and len(dataset) > self.batch_size,
-            **common,
-        )
+        if batches is not None:
+            loader = DataLoader(dataset, batch_sampler=batches, **common)
+        else:
+            loader = DataLoader(
+                dataset,
+                batch_size=self.batch_size if train else self.eval_batch_size,
+                sampler=self.sampler(stage, dataset),
+                drop_last=train and len(dataset) > self.batch_size,
+                **common,
+            )
+        if train:
+            # Lightning creates the training iterator before its first set_epoch call, and
+            # loader workers draw indices as soon as it exists: a resumed run would replay
+            # epoch 0's order. Start the samplers at the epoch the run continues from.
+            trainer = self.trainer
+            epoch = max(self._resume_epoch or 0, trainer.current_epoch if trainer else 0)
+            for sampler in {id(s): s for s in (loader.sampler, loader.batch_sampler)}.values():
+                for part in (sampler, getattr(sampler, "sampler", None)):
+                    if hasattr(part, "set_epoch"):
+                        part.set_epoch(epoch)
+        return loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in checkpoints: the epoch a run resumed from this checkpoint trains next."""
+        trainer = self.trainer
+        if trainer is None:
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        finished = done >= trainer.num_training_batches
+        return {"next_epoch": trainer.current_epoch + int(finished)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restored before the training loader is built (see ``loader``)."""
+        self._resume_epoch = state_dict.get("next_epoch")
+
+    def teardown(self, stage: str) -> None:
+        if stage == "fit":
+            self._resume_epoch = None
 
     def train_dataloader(self) -> DataLoader:
         return self.loader("train")
