@@ -420,7 +420,8 @@ def build_run(cfg: DictConfig, run_dir: Path, **trainer_kw: Any):
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured task; returns the final validation metrics."""
-    check_values(cfg)
+    check_model_task(cfg)  # before anything reads the family's keys
+    check_values(cfg)  # before seeding, which reads cfg.seed
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = run_dir_of()
     trainer, module, datamodule = build_run(cfg, run_dir)

@@ -13,6 +13,7 @@ from PIL import Image
 from visionzoo.core.io import DataError
 from visionzoo.core.sampler import SeededSampler
 from visionzoo.core.synthetic import ensure_synthetic
+from visionzoo.registry import RegistryError
 from visionzoo.segmentation.data import SegmentationDataModule
 
 MEAN = np.array([0.485, 0.456, 0.406])
@@ -283,7 +284,7 @@ def test_synthetic_cache_reused_and_rebuilt(tmp_path: Path) -> None:
     assert [p.stat().st_mtime_ns for p in files] == mtimes
     ensure_synthetic("segmentation_shapes", root, **{**SYN, "num_val": 1})
     assert len(list((root / "images").iterdir())) == 5
-    with pytest.raises(ValueError, match="nope"):
+    with pytest.raises(RegistryError, match="nope.*available: .*segmentation_shapes"):
         ensure_synthetic("nope", tmp_path / "x")
 
 

@@ -27,8 +27,8 @@ def default_cache_dir() -> Path:
 def ensure_synthetic(name: str, root: str | Path, **params: Any) -> Path:
     """Make sure ``root`` holds generator ``name``'s output for ``params``; return ``root``.
 
-    Processes that ask at once (DDP ranks, parallel test runs) take turns on a lock file next to
-    ``root``: the first one writes the dataset, the others find its stamp and read it."""
+    Processes that ask at once (DDP ranks, parallel test runs) take turns on a lock of the
+    folder holding ``root``: the first one writes the dataset, the others find its stamp."""
     import fcntl
 
     generator = get_generator(name)  # raises with the list of generators
@@ -42,8 +42,9 @@ def ensure_synthetic(name: str, root: str | Path, **params: Any) -> Path:
     if current():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f".{root.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    lock = os.open(root.parent, os.O_RDONLY)  # the parent folder itself: no lock file left
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if current():  # written by another process while this one waited
             return root
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
@@ -55,6 +56,8 @@ def ensure_synthetic(name: str, root: str | Path, **params: Any) -> Path:
             os.replace(tmp, root)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        os.close(lock)  # releases the lock
     return root
 
 
