@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -76,6 +79,24 @@ def run_cli(
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def run_entry(entry: Callable[[], None], *args: str) -> tuple[int, str]:
+    """An entry point (``visionzoo.cli.train_entry``, ...) run in-process with ``sys.argv =
+    [script, *args]``, as a subprocess would run it but without paying the start-up: (exit
+    status, stderr)."""
+    saved, err = sys.argv, io.StringIO()
+    sys.argv = ["visionzoo", *args]
+    try:
+        with contextlib.redirect_stderr(err):
+            try:
+                entry()
+                code = 0
+            except SystemExit as stop:
+                code = int(stop.code or 0)
+    finally:
+        sys.argv = saved
+    return code, err.getvalue()
 
 
 def compose(overrides: list[str], run_dir: Path, config_name: str = "train"):

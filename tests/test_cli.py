@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CPU_DDP, TINY_SEG, compose, fit_run, run_cli
+from conftest import CPU_DDP, TINY_SEG, compose, fit_run, run_cli, run_entry
 from PIL import Image
 
-from visionzoo.cli import UserError, build_run, check_model_task
+from visionzoo.cli import UserError, build_run, check_model_task, eval_entry, train_entry
 from visionzoo.registry import _MODELS, list_models, register_model
 
 
@@ -161,41 +161,32 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- bad input
-def _fails(proc, *needles: str) -> None:
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+def _fails(entry, *args: str, needles: tuple[str, ...]) -> None:
+    code, err = run_entry(entry, *args)
+    assert code == 2, err
+    assert "Traceback" not in err, err[-2000:]
     for needle in needles:
-        assert needle in proc.stderr, proc.stderr[-2000:]
+        assert needle in err, err[-2000:]
 
 
 def test_unknown_model_lists_the_options(tmp_path: Path) -> None:
-    _fails(run_cli("train.py", "model=no_such_model"), "no_such_model", "unet", "deeplabv3")
+    _fails(train_entry, "model=no_such_model", needles=("no_such_model", "unet", "deeplabv3"))
 
 
 def test_unknown_key_lists_valid_keys(tmp_path: Path) -> None:
-    _fails(run_cli("train.py", "trainer.max_epoch=3"), "trainer.max_epoch", "max_epochs")
+    _fails(train_entry, "trainer.max_epoch=3", needles=("trainer.max_epoch", "max_epochs"))
 
 
 def test_missing_dataset_path_names_the_key(tmp_path: Path) -> None:
+    args = ("task=segmentation", "data=mask_folder", "data.num_classes=2")
+    _fails(train_entry, *args, needles=("data.root",))
     _fails(
-        run_cli("train.py", "task=segmentation", "data=mask_folder", "data.num_classes=2"),
-        "data.root",
-    )
-    _fails(
-        run_cli(
-            "train.py",
-            "task=segmentation",
-            "data=mask_folder",
-            "data.num_classes=2",
-            f"data.root={tmp_path / 'nowhere'}",
-        ),
-        "nowhere",
-        "data.root",
+        train_entry, *args, f"data.root={tmp_path / 'nowhere'}", needles=("nowhere", "data.root")
     )
 
 
 def test_missing_checkpoint_file(tmp_path: Path) -> None:
-    _fails(run_cli("eval.py", f"ckpt_path={tmp_path / 'x.ckpt'}"), "x.ckpt", "does not exist")
+    _fails(eval_entry, f"ckpt_path={tmp_path / 'x.ckpt'}", needles=("x.ckpt", "does not exist"))
 
 
 def test_corrupt_image_names_the_file(tmp_path: Path) -> None:
@@ -206,8 +197,8 @@ def test_corrupt_image_names_the_file(tmp_path: Path) -> None:
         Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / "images" / f"{i}.png")
         Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "masks" / f"{i}.png")
     (root / "images" / "1.png").write_bytes(b"definitely not a png")
-    proc = run_cli(
-        "train.py",
+    _fails(
+        train_entry,
         "task=segmentation",
         "data=mask_folder",
         f"data.root={root}",
@@ -218,8 +209,8 @@ def test_corrupt_image_names_the_file(tmp_path: Path) -> None:
         "trainer.max_epochs=1",
         "callbacks.progress=none",
         f"hydra.run.dir={tmp_path / 'run'}",
+        needles=("1.png", "corrupt"),
     )
-    _fails(proc, "1.png", "corrupt")
 
 
 def test_model_of_another_task_is_refused(tmp_path: Path) -> None:
@@ -241,9 +232,9 @@ def test_model_of_another_task_is_refused(tmp_path: Path) -> None:
 def test_dataset_of_another_task_is_refused(task: str, data: str, owner: str) -> None:
     """One line naming the dataset, its family and the task's own datasets, instead of the
     interpolation error the other family's keys would raise."""
-    proc = run_cli("train.py", f"task={task}", f"data={data}")
-    assert proc.returncode == 2
-    line = proc.stderr.strip().splitlines()[-1]
+    code, err = run_entry(train_entry, f"task={task}", f"data={data}")
+    assert code == 2
+    line = err.strip().splitlines()[-1]
     assert line.startswith(f"error: data={data} is a {owner} dataset, not a {task} one")
     assert ("synthetic_" + task) in line and data not in line.split(";")[1]
 
@@ -269,7 +260,7 @@ def test_every_logger_writes_offline(logger: str, tmp_path: Path) -> None:
     assert any(expected[logger] in name for name in written), sorted(written)[:20]
 
 
-def test_hydra_flags_are_not_mistaken_for_overrides() -> None:
-    proc = run_cli("train.py", "--cfg", "job", "model=fcn")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "name: fcn" in proc.stdout
+def test_hydra_flags_are_not_mistaken_for_overrides(capsys: pytest.CaptureFixture) -> None:
+    code, err = run_entry(train_entry, "--cfg", "job", "model=fcn")
+    assert code == 0, err[-2000:]
+    assert "name: fcn" in capsys.readouterr().out

@@ -3,38 +3,18 @@ line on stderr naming the key, file or value and what to do, exit status 2, no t
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_SEG, fit_run
+from conftest import TINY_SEG, fit_run, run_entry
 from PIL import Image
 
 from visionzoo.cli import eval_entry, train_entry
-
-
-def run_entry(entry: Callable[[], None], *args: str) -> tuple[int, str]:
-    """``entry`` with ``sys.argv = [script, *args]``: (exit status, stderr)."""
-    saved, err = sys.argv, io.StringIO()
-    sys.argv = ["visionzoo", *args]
-    try:
-        with contextlib.redirect_stderr(err):
-            try:
-                entry()
-                code = 0
-            except SystemExit as stop:
-                code = int(stop.code or 0)
-    finally:
-        sys.argv = saved
-    return code, err.getvalue()
 
 
 def mask_folder(root: Path, bad_value: int) -> list[str]:
