@@ -56,6 +56,11 @@ BAD_INPUT = [
     ("lr not a number", ["optimizer.lr=abc"], ["optimizer.lr", "positive number"]),
     ("experiment typo", ["experiment=bccd_yolov5"], ["experiment/bccd_yolov5", "bccd_yolov5n"]),
     ("model typo", ["model=yolo5"], ["model/yolo5", "yolov5"]),
+    (
+        "non-ASCII path unquoted",
+        ["task=segmentation", "data=mask_folder", "data.root=/tmp/données"],
+        ["data.root=/tmp/données", 'data.root="/tmp/données"'],
+    ),
 ]
 
 
@@ -204,3 +209,20 @@ def test_eval_on_a_moved_dataset_root(tmp_path: Path) -> None:
     assert code == 2 and "data.root" in err, err
     after = _eval_metrics(tmp_path / "after", ckpt, f"data.root={tmp_path / 'moved'}")
     assert after == before
+
+
+def test_binary_masks_without_value_map_are_refused(tmp_path: Path) -> None:
+    """0/255 masks read with the default ignore_index 255: every foreground pixel would be
+    ignored and the run would report mIoU 1.0; refused, naming data.value_map."""
+    args = mask_folder(tmp_path / "data", bad_value=255)  # 255 in one of the four masks
+    root = tmp_path / "data"
+    for i in range(4):  # now all four: a quarter is 0, three quarters 255
+        mask = np.full((32, 32), 255, np.uint8)
+        mask[:8] = 0
+        Image.fromarray(mask).save(root / "masks" / f"{i}.png")
+    code, err = run_entry(train_entry, *args, "data.num_workers=0", "trainer.max_epochs=1")
+    assert code == 2 and "Traceback" not in err, err
+    assert "75% of the pixels" in err and "data.value_map" in err and "class_1" in err, err
+    fixed = [*args, "data.value_map={0: 0, 255: 1}", "data.num_workers=0"]
+    code, err = run_entry(train_entry, *fixed, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}")
+    assert code == 0, err

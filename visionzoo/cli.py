@@ -70,8 +70,20 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
     """
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
 
-    parsed = OverridesParser.create().parse_overrides(_override_args(overrides))
+    parser = OverridesParser.create()
+    for arg in _override_args(overrides):
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException as err:
+            key, _, value = arg.partition("=")
+            raise UserError(
+                f"cannot read the command-line argument {arg!r} ({str(err).splitlines()[0]}); "
+                "a value with spaces or non-ASCII characters needs quotes Hydra can see, e.g. "
+                f"'{key}=\"{value}\"' (single quotes for the shell, double for Hydra)"
+            ) from None
+    parsed = parser.parse_overrides(_override_args(overrides))
     group_choices, keys = [], []
     for o in parsed:
         key = o.key_or_group

@@ -64,6 +64,32 @@ class SegmentationDataset(Dataset):
         }
 
 
+def check_ignored_share(
+    pairs: list[Pair], decoder: MaskDecoder, class_names: list[str], sample: int = 16
+) -> None:
+    """Refuse training data whose masks are mostly ``ignore_index`` while declared classes never
+    occur: the signature of 0/255 binary masks read without ``data.value_map`` (255 is the
+    default ignore index), which would train on nothing and report a perfect mIoU. Reads up to
+    ``sample`` masks spread over the split."""
+    if not pairs:
+        return
+    step = max(len(pairs) // sample, 1)
+    counts = np.zeros(decoder.num_classes + 1, np.int64)  # the last entry: ignored pixels
+    for _, mask_path in pairs[::step][:sample]:
+        mask = decoder(mask_path)
+        ignored = mask == decoder.ignore_index
+        counts[-1] += int(ignored.sum())
+        counts[:-1] += np.bincount(mask[~ignored].ravel(), minlength=decoder.num_classes)
+    share = counts[-1] / max(int(counts.sum()), 1)
+    absent = [n for n, c in zip(class_names, counts[:-1], strict=True) if c == 0]
+    if share > 0.5 and absent:
+        raise DataError(
+            f"{share:.0%} of the pixels in {str(pairs[0][1].parent)!r} equal ignore_index="
+            f"{decoder.ignore_index} and class(es) {', '.join(absent)} never occur: for 0/255 "
+            "masks set data.value_map={0: 0, 255: 1} (or another data.ignore_index)"
+        )
+
+
 class SegmentationDataModule(VisionDataModule):
     """Segmentation data in one of ``FORMATS``; class names default to the format's own."""
 
@@ -133,7 +159,10 @@ class SegmentationDataModule(VisionDataModule):
         for s in stages.get(stage or "fit", ("train", "val")):
             if s not in self.datasets:
                 tf = self.train_tf if s == "train" else self.eval_tf
-                self.datasets[s] = SegmentationDataset(self.pairs(s), self.decoder, tf)
+                pairs = self.pairs(s)
+                if s == "train":
+                    check_ignored_share(pairs, self.decoder, self.class_names)
+                self.datasets[s] = SegmentationDataset(pairs, self.decoder, tf)
 
     @property
     def meta(self) -> dict[str, Any]:
