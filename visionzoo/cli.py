@@ -28,7 +28,7 @@ from omegaconf.errors import MissingMandatoryValue
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 import visionzoo  # noqa: F401  (registers the built-in families, models and losses)
-from visionzoo.core.callbacks import FiniteLossGuard, last_checkpoint
+from visionzoo.core.callbacks import FiniteLossGuard, Throughput, last_checkpoint
 from visionzoo.core.io import DataError
 from visionzoo.core.module import RUNTIME_KEYS
 from visionzoo.core.utils import atomic_write_bytes
@@ -313,6 +313,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[pl.Callback]:
             enable_version_counter=False,
         ),
         FiniteLossGuard(),
+        Throughput(),
     ]
     if cb.checkpoint.save_last:
         callbacks.append(last_checkpoint(run_dir / "checkpoints"))

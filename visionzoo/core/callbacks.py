@@ -1,9 +1,10 @@
-"""Callbacks every family's training run gets: the latest-epoch checkpoint and a stop at the
-first non-finite loss."""
+"""Callbacks every family's training run gets: the latest-epoch checkpoint, a stop at the
+first non-finite loss and throughput logging."""
 
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +49,48 @@ class FiniteLossGuard(pl.Callback):
             "lower optimizer.lr), no gradient clipping, or bad labels. The checkpoints written "
             "so far are kept"
         )
+
+
+class Throughput(pl.Callback):
+    """Logs ``train/images_per_s``, ``train/epoch_time_s`` (training batches only, validation
+    excluded) and ``val/images_per_s`` each epoch, to the progress bar and every logger."""
+
+    def __init__(self) -> None:
+        self._start: dict[str, float] = {}
+        self._images: dict[str, int] = {}
+        self._val_seconds = 0.0
+
+    @staticmethod
+    def _count(module: pl.LightningModule, batch: Any) -> int:
+        keys = getattr(module, "image_keys", ("image",))
+        image = batch.get(keys[0]) if isinstance(batch, dict) else None
+        return int(image.shape[0]) if isinstance(image, torch.Tensor) else 0
+
+    def _begin(self, stage: str) -> None:
+        self._start[stage], self._images[stage] = time.perf_counter(), 0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._begin("train")
+        self._val_seconds = 0.0
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self._images["train"] = self._images.get("train", 0) + self._count(module, batch)
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._begin("val")
+
+    def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, *args) -> None:
+        self._images["val"] = self._images.get("val", 0) + self._count(module, batch)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        seconds = time.perf_counter() - self._start.get("val", time.perf_counter())
+        self._val_seconds += seconds
+        if not trainer.sanity_checking and self._images.get("val"):
+            module.log("val/images_per_s", self._images["val"] / max(seconds, 1e-9), prog_bar=True)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if "train" not in self._start:
+            return
+        seconds = time.perf_counter() - self._start["train"] - self._val_seconds
+        module.log("train/epoch_time_s", seconds)
+        module.log("train/images_per_s", self._images["train"] / max(seconds, 1e-9), prog_bar=True)
