@@ -74,10 +74,10 @@ def test_train_eval_predict_export_end_to_end(tmp_path: Path) -> None:
     src = Image.open(results[0]["file_name"])
     assert Image.open(out / f"{Path(results[0]['file_name']).stem}_pred.jpg").size == src.size
     # predictions are in original-image pixels: pycocotools accepts them against the GT file
+    # and their image ids are the dataset's, as loadRes needs
     gt = COCO(str(root / "annotations" / "instances_val.json"))
     ids = {Path(img["file_name"]).name: img["id"] for img in gt.dataset["images"]}
-    for r in results:
-        r["image_id"] = ids[Path(r.pop("file_name")).name]
+    assert all(r["image_id"] == ids[Path(r["file_name"]).name] for r in results)
     ev = COCOeval(gt, gt.loadRes(results), "bbox")
     ev.evaluate()
     ev.accumulate()

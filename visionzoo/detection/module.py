@@ -53,6 +53,20 @@ def training_losses(model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.
     return model(unit_images(batch["image"]), batch["targets"])
 
 
+def dataset_image_ids(datamodule: Any) -> dict[Path, int]:
+    """Resolved image path → image id over the splits of ``datamodule`` that can be read."""
+    from visionzoo.core.io import DataError
+
+    ids: dict[Path, int] = {}
+    for stage in ("train", "val", "test"):
+        try:
+            records = datamodule.source(stage).records
+        except (DataError, FileNotFoundError):  # a split the dataset lacks, a moved root
+            continue
+        ids.update({Path(r.file).resolve(): r.image_id for r in records})
+    return ids
+
+
 class DetectionModule(VisionModule):
     """YOLO-style training loop on top of any detector that follows
     ``visionzoo.detection.models.common``:
@@ -363,15 +377,19 @@ class DetectionModule(VisionModule):
     @torch.no_grad()
     def predict_files(self, files: list[Path], out_dir: Path, datamodule: Any) -> list[dict]:
         """Detect objects in each file; draw them into ``<stem>_pred.jpg`` and return COCO-format
-        results (``image_id`` is the file's position, ``file_name`` names it)."""
+        results: ``image_id`` is the image's id in the checkpoint's dataset when the file belongs
+        to it (so ``COCO.loadRes`` scores them against its annotations), else the file's
+        position; ``file_name`` names the file."""
         from PIL import Image
 
         from visionzoo.detection.plots import draw_detections
 
         model = self.eval_model.eval()
         stride = int(getattr(model, "stride", 32))
+        known = dataset_image_ids(datamodule)
         results: list[dict] = []
-        for image_id, path in enumerate(files):
+        for position, path in enumerate(files):
+            image_id = known.get(Path(path).resolve(), position)
             image = read_rgb(path)
             h0, w0 = image.shape[:2]
             resized, _, scale = T.resize_long_side(image, np.zeros((0, 4)), self.image_size)
