@@ -102,7 +102,8 @@ def class_weights_from_masks(
         raise ValueError("no labelled pixels found in the masks; cannot compute class weights")
     freq = counts[seen] / exposure[seen]
     weights = torch.ones(num_classes, dtype=torch.float64)
-    weights[seen] = freq.median() / freq
+    # the median of an even count is the mean of the middle two (torch.median takes the lower)
+    weights[seen] = freq.quantile(0.5) / freq
     return weights.tolist()
 
 

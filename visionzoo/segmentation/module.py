@@ -13,6 +13,7 @@ from PIL import Image
 from visionzoo.core.io import read_rgb
 from visionzoo.core.module import VisionModule
 from visionzoo.core.plots import bar_chart, image_grid, overlay_mask
+from visionzoo.losses.classification import class_weights_from_masks
 from visionzoo.losses.combined import build_loss
 from visionzoo.segmentation.inference import predict_logits, resize_logits
 from visionzoo.segmentation.metrics import SegmentationMetrics
@@ -23,6 +24,9 @@ def training_loss(model: nn.Module, loss_fn: nn.Module, batch: dict[str, Any]) -
     """The loss of one training batch, ``loss_fn(model(image), mask)`` (logits (B, C, H, W),
     mask (B, H, W)): the module's training step and the benchmark's plain loop both call it."""
     return loss_fn(model(batch["image"]), batch["mask"])
+
+
+MEDIAN_FREQUENCY = "median_frequency"  # loss.weight value: median-frequency class weights
 
 
 class SegmentationModule(VisionModule):
@@ -45,12 +49,24 @@ class SegmentationModule(VisionModule):
         self.num_classes = self.model.num_classes
         self.class_names = meta.get("class_names") or [str(i) for i in range(self.num_classes)]
         self.ignore_index = meta.get("ignore_index", 255)
-        self.loss_fn = build_loss(loss)
+        # weight=median_frequency: computed from the training masks once a data module is
+        # attached (setup), then stored in the hyper-parameters, so checkpoints rebuild it
+        deferred = isinstance(loss, dict) and loss.get("weight") == MEDIAN_FREQUENCY
+        self.loss_fn = None if deferred else build_loss(loss)
         self.inference = dict(inference or {})
         self.metrics = nn.ModuleDict(
             {s: SegmentationMetrics(self.num_classes, self.ignore_index) for s in ("val", "test")}
         )
         self._plot_batch: dict[str, Any] | None = None
+
+    def setup(self, stage: str) -> None:
+        if self.loss_fn is None:
+            datamodule = self.trainer.datamodule
+            masks = (datamodule.decoder(p) for p in datamodule.mask_paths("train"))
+            weight = class_weights_from_masks(masks, self.num_classes, self.ignore_index)
+            self.hparams.loss["weight"] = weight
+            self.loss_fn = build_loss(self.hparams.loss)
+        super().setup(stage)
 
     def predict_logits(self, images: torch.Tensor) -> torch.Tensor:
         """Logits (B, C, H, W) with the configured inference mode and TTA."""
