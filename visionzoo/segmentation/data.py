@@ -76,7 +76,10 @@ def check_ignored_share(
     step = max(len(pairs) // sample, 1)
     counts = np.zeros(decoder.num_classes + 1, np.int64)  # the last entry: ignored pixels
     for _, mask_path in pairs[::step][:sample]:
-        mask = decoder(mask_path)
+        try:
+            mask = decoder(mask_path)
+        except DataError:  # reported, with its file, when the loader reaches it
+            continue
         ignored = mask == decoder.ignore_index
         counts[-1] += int(ignored.sum())
         counts[:-1] += np.bincount(mask[~ignored].ravel(), minlength=decoder.num_classes)
