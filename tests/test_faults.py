@@ -226,3 +226,23 @@ def test_binary_masks_without_value_map_are_refused(tmp_path: Path) -> None:
     fixed = [*args, "data.value_map={0: 0, 255: 1}", "data.num_workers=0"]
     code, err = run_entry(train_entry, *fixed, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}")
     assert code == 0, err
+
+
+def test_mask_messages_say_what_to_set(tmp_path: Path) -> None:
+    from visionzoo.core.io import DataError, list_images
+    from visionzoo.segmentation.formats import MaskDecoder
+
+    colour = np.zeros((4, 4, 3), np.uint8)
+    colour[0, 0] = (128, 64, 0)
+    Image.fromarray(colour).save(tmp_path / "rgb.png")
+    with pytest.raises(DataError, match=r"rgb\.png.*colour \(RGB\).*data\.palette"):
+        MaskDecoder(num_classes=2)(tmp_path / "rgb.png")
+    grey_rgb = np.repeat(np.array([[0, 1], [1, 0]], np.uint8)[..., None], 3, axis=2)
+    Image.fromarray(grey_rgb).save(tmp_path / "grey_rgb.png")  # RGB file of grey class ids: fine
+    assert MaskDecoder(num_classes=2)(tmp_path / "grey_rgb.png").tolist() == [[0, 1], [1, 0]]
+    Image.fromarray(np.array([[0, 255], [11, 3]], np.uint8)).save(tmp_path / "camvid.png")
+    decoder = MaskDecoder(num_classes=11, value_map={**{i: i for i in range(11)}, 11: 255})
+    with pytest.raises(DataError, match=r"stored values \[255\] that data.value_map does not map"):
+        decoder(tmp_path / "camvid.png")
+    with pytest.raises(DataError, match=r"nowhere.*check data\.root"):
+        list_images(tmp_path / "nowhere")

@@ -44,7 +44,10 @@ def list_images(folder: str | Path) -> list[Path]:
     """Image files in ``folder``, sorted naturally (``2.png`` before ``10.png``)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"image folder {str(folder)!r} does not exist")
+        raise DataError(
+            f"image folder {str(folder)!r} does not exist; check data.root (the dataset's top "
+            "folder) and the layout's folder names (data.images, data.masks, data.splits)"
+        )
     files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
     return sorted(files, key=natural_key)
 

@@ -151,6 +151,13 @@ class MaskDecoder:
                     "add them to the palette or fix the mask"
                 )
             return mask
+        if im.mode in ("RGB", "RGBA"):
+            rgb = np.asarray(im.convert("RGB"))
+            if not (rgb[..., 0] == rgb[..., 1]).all() or not (rgb[..., 1] == rgb[..., 2]).all():
+                raise DataError(
+                    f"mask {str(path)!r} is a colour (RGB) image: give data.palette=[[r,g,b], "
+                    "...] with one colour per class, or convert the masks to class-id PNGs"
+                )
         if im.mode not in ("L", "P"):
             im = im.convert("L")
         raw = np.asarray(im, dtype=np.int64)
@@ -158,9 +165,16 @@ class MaskDecoder:
         valid = (mask >= 0) & (mask < self.num_classes) | (mask == self.ignore_index)
         if not valid.all():
             values = np.unique(raw[~valid]).tolist()
+            if self.lut is not None:
+                raise DataError(
+                    f"mask {str(path)!r} holds stored values {values[:10]} that data.value_map "
+                    "does not map; add them to data.value_map (to a class id, or to "
+                    f"ignore_index={self.ignore_index} to ignore them)"
+                )
             raise DataError(
-                f"mask {str(path)!r} holds values {values[:10]} outside the {self.num_classes} "
-                f"declared classes (ignore_index={self.ignore_index}); set data.num_classes, or "
-                "data.value_map to map stored values to class ids (e.g. {0: 0, 255: 1})"
+                f"mask {str(path)!r} holds values {values[:10]} that are neither one of the "
+                f"{self.num_classes} class ids 0..{self.num_classes - 1} nor ignore_index="
+                f"{self.ignore_index}; set data.num_classes, or data.value_map to map stored "
+                "values to class ids (e.g. {0: 0, 255: 1})"
             )
         return mask
