@@ -33,21 +33,49 @@ def last_checkpoint(folder: Path) -> ModelCheckpoint:
 
 class FiniteLossGuard(pl.Callback):
     """Stops training at the first non-finite training loss, as torchvision's reference scripts
-    do, instead of training on NaN to the end. Checkpoints written before stay as they are."""
+    do, instead of training on NaN to the end. Checkpoints written before stay as they are.
+
+    On CPU every step is checked. On an accelerator reading the loss would stall the device each
+    step, so a flag is kept on the device and read every ``gpu_interval`` steps and at each
+    epoch's end; the error then names the span of steps it happened in."""
+
+    def __init__(self, gpu_interval: int = 25) -> None:
+        self.gpu_interval = gpu_interval
+        self._bad: torch.Tensor | None = None
+        self._since = 0  # first global step the flag covers
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, idx: int
     ) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if not isinstance(loss, torch.Tensor) or torch.isfinite(loss).all():
+        if not isinstance(loss, torch.Tensor):
             return
-        value = float(loss.detach().float().mean())
+        bad = ~torch.isfinite(loss.detach()).all()
+        self._bad = bad if self._bad is None else self._bad | bad
+        on_cpu = loss.device.type == "cpu"
+        if on_cpu or (trainer.global_step - self._since) >= self.gpu_interval:
+            self._check(trainer, float(loss.detach().float().mean()) if on_cpu else None)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._check(trainer, None)
+
+    def _check(self, trainer: pl.Trainer, value: float | None) -> None:
+        bad, self._bad = self._bad, None
+        since, self._since = self._since, trainer.global_step
+        if bad is None or not bool(bad):
+            return
+        where = (
+            f"training loss is {value} at epoch {trainer.current_epoch}, global step "
+            f"{trainer.global_step}"
+            if value is not None
+            else f"training loss became non-finite between global steps {since} and "
+            f"{trainer.global_step} (epoch {trainer.current_epoch})"
+        )
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else math.nan
         raise NonFiniteLossError(
-            f"training loss is {value} at epoch {trainer.current_epoch}, batch {idx} (global "
-            f"step {trainer.global_step}); likely causes: a learning rate too high (now {lr:.3g}; "
-            "lower optimizer.lr), no gradient clipping, or bad labels. The checkpoints written "
-            "so far are kept"
+            f"{where}; likely causes: a learning rate too high (now {lr:.3g}; lower "
+            "optimizer.lr), no gradient clipping, or bad labels. The checkpoints written so far "
+            "are kept"
         )
 
 
