@@ -264,3 +264,21 @@ def test_hydra_flags_are_not_mistaken_for_overrides(capsys: pytest.CaptureFixtur
     code, err = run_entry(train_entry, "--cfg", "job", "model=fcn")
     assert code == 0, err[-2000:]
     assert "name: fcn" in capsys.readouterr().out
+
+
+def test_model_metadata_sets_the_monitor_direction(tmp_path: Path) -> None:
+    """A model registered with higher_is_better=False is monitored for its minimum."""
+    from visionzoo.registry import model_info
+
+    register_model("segmentation", "zz_lower_is_better", higher_is_better=False)(
+        model_info("unet").factory
+    )
+    try:
+        cfg = compose([*TINY_SEG, "logger=none"], tmp_path)
+        _, module, _ = build_run(cfg, tmp_path)
+        assert module.monitor_mode == "max"  # the task's own choice for unet
+        cfg.model.name = "zz_lower_is_better"
+        _, module, _ = build_run(cfg, tmp_path)
+        assert module.monitor_mode == "min"
+    finally:
+        _MODELS.pop("zz_lower_is_better")
