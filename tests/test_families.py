@@ -26,7 +26,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from visionzoo import registry
-from visionzoo.cli import build_run, config_dirs, load_checkpoint_module
+from visionzoo.cli import build_run, load_checkpoint_module
+from visionzoo.cli.checks import config_dirs
 from visionzoo.core.module import RUNTIME_KEYS
 from visionzoo.family import PLUGINS_ENV, Family
 
