@@ -235,3 +235,22 @@ def test_toy_unsupported_entry_points_say_so(toy_cli: dict, script: str) -> None
     """The toy family has neither a dataset report nor an ONNX export."""
     line = one_line_error(toy_cli["proc"][script])
     assert line == f"error: {script}.py is not supported for task {TOY!r}"
+
+
+@pytest.mark.parametrize("family", FAMILIES, indirect=True)
+def test_capabilities_follow_what_the_family_registered(family: Family) -> None:
+    caps = family.capabilities
+    assert caps["export"] == (family.export is not None)
+    assert caps["check_data"] == (family.check_data is not None)
+    assert caps["benchmark"] == (family.bench_module() is not None)
+    assert caps["eval_without_checkpoint"] == any(
+        not registry.model_info(m).trainable for m in registry.list_models(family.name)
+    )
+    expected = {"detection": (True, True, False), "segmentation": (False, True, False)}
+    expected[TOY] = (False, False, True)
+    export, check, metric_only = expected[family.name]
+    assert (caps["export"], caps["check_data"], caps["eval_without_checkpoint"]) == (
+        export,
+        check,
+        metric_only,
+    )
