@@ -41,6 +41,21 @@ TINY_DET = [
     "callbacks.progress=none",
 ]
 
+# Small synthetic identities: 8 training and 4 held-out people, 4 faces each, 64 px crops.
+TINY_REC = [
+    "task=recognition",
+    "data.synthetic.num_train_ids=8",
+    "data.synthetic.num_val_ids=4",
+    "data.synthetic.images_per_id=4",
+    "data.synthetic.size=64",
+    "data.image_size=[64,64]",
+    "model.input_size=64",
+    "model.embedding_size=64",
+    "data.batch_size=16",
+    "data.num_workers=0",
+    "callbacks.progress=none",
+]
+
 # Two DDP processes on the CPU (gloo): what `trainer=ddp` needs changed to run without GPUs.
 CPU_DDP = [
     "trainer=ddp",

@@ -10,6 +10,8 @@ Optional capabilities are plain callables (or ``None`` where the family has none
   ``check_data.py``;
 - ``export(module, output, image_size, opset, check) -> str``: ONNX export for ``export.py``,
   returning the line to print;
+- ``compare(module, first, second, far, datamodule) -> dict``: ``compare.py``, the similarity
+  of two images and a decision at a false-accept rate (recognition);
 - ``bench``: the module holding the family's plain-loop benchmark step (see ``visionzoo.bench``).
 
 ``eval.py`` runs without a checkpoint for the family's metric-only models (registered with
@@ -48,6 +50,7 @@ class Family:
     predict: bool = True
     check_data: Callable[..., str] | None = None
     export: Callable[..., str] | None = None
+    compare: Callable[..., dict] | None = None
     bench: str | None = None
     config_dir: Path | None = None
 
@@ -72,6 +75,7 @@ class Family:
             "eval_without_checkpoint": bool(self.metric_only_models()),
             "predict": self.predict,
             "export": self.export is not None,
+            "compare": self.compare is not None,
             "check_data": self.check_data is not None,
             "benchmark": self.bench is not None,
         }

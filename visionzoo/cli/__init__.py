@@ -321,6 +321,26 @@ def export(cfg: DictConfig) -> None:
     print(family.export(module, cfg.output, cfg.image_size, cfg.opset, cfg.check))
 
 
+def compare(cfg: DictConfig) -> dict[str, Any]:
+    """Similarity of two images under a checkpoint, and its decision at ``far``."""
+    module = load_checkpoint_module(cfg.ckpt_path)
+    family = get_family(module.hparams.task_name)
+    if family.compare is None:
+        raise UserError(f"compare.py is not supported for task {family.name!r}")
+    for key in ("image1", "image2"):
+        if not Path(cfg[key]).is_file():
+            raise UserError(f"{key}={cfg[key]!r} is not an image file")
+    datamodule = build_datamodule(module.hparams.data)
+    result = family.compare(module, cfg.image1, cfg.image2, float(cfg.far), datamodule)
+    verdict = "same" if result["same"] else "different"
+    print(
+        f"similarity {result['similarity']:.4f}; threshold at FAR={result['far']:g}: "
+        f"{result['threshold']:.4f} -> {verdict}"
+    )
+    print(json.dumps(result))
+    return result
+
+
 def check_data(cfg: DictConfig) -> None:
     """Print the family's report on each split of a dataset (statistics and every problem)."""
     if cfg.get("data") is None:
@@ -480,12 +500,18 @@ def export_entry() -> None:
     _entry("export", export)
 
 
+def compare_entry() -> None:
+    _entry("compare", compare)
+
+
 def check_data_entry() -> None:
     _entry("check_data", check_data)
 
 
 __all__ = [
     "check_data_entry",
+    "compare",
+    "compare_entry",
     "eval_entry",
     "evaluate",
     "export_entry",

@@ -110,6 +110,6 @@ def load_checkpoint_module(
     override_hparams(hp, task or {}, "task.")
     override_hparams(hp.setdefault("data", {}), data or {}, "data.")
     module = get_family(hp["task_name"]).module(**hp)
+    module.on_load_checkpoint(ckpt)  # the module's own extra state (as Lightning restores it)
     module.load_state_dict(ckpt["state_dict"])
-    module.best = ckpt.get("visionzoo", {}).get("best")
     return module.eval()

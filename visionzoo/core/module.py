@@ -108,14 +108,17 @@ class VisionModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         decay, no_decay = [], []
+        own = self.extra_param_groups()
+        taken = {id(p) for g in own for p in g["params"]}
         # Every trainable parameter of the task module, not only the network's: margin heads,
         # class centres and learnable loss weights held by the module train too. The network
         # is registered first, so its parameters lead the groups.
         for p in self.parameters():
-            if p.requires_grad:
+            if p.requires_grad and id(p) not in taken:
                 (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
         wd = self.hparams.optimizer.get("weight_decay", 0.0)
         groups = [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
+        groups += own
         optimizer = call_spec({**self.hparams.optimizer, "weight_decay": 0.0}, groups)
         spec = self.hparams.scheduler
         if not spec:
@@ -129,6 +132,11 @@ class VisionModule(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    def extra_param_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups with their own settings (e.g. class centres with their own learning
+        rate); their parameters are left out of the default groups. None by default."""
+        return []
 
     def log_metrics(self, stage: str, metrics: dict[str, Any], **kw: Any) -> None:
         """Log scalars as ``{stage}/{name}``; on validation also update ``<monitor>_best``."""
