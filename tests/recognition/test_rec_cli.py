@@ -85,7 +85,7 @@ def test_predict_compare_and_export_agree(
     threshold = torch.load(run["ckpt"], weights_only=True)["visionzoo"]["far_thresholds"]["0.1"]
     assert result["similarity"] == pytest.approx(float(emb[0] @ emb[1]), abs=1e-5)
     assert result["threshold"] == threshold
-    assert result["same"] == (result["similarity"] > threshold)
+    assert result["same"] == (result["similarity"] >= threshold)
     # 24 impostor pairs cannot resolve a FAR of 1e-6: one line says which FARs they can
     code, err = run_entry(compare_entry, *pair, "far=1e-6")
     assert code == 2 and "far=1e-06 has no threshold" in err and "\n" not in err.strip()

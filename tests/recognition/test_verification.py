@@ -64,6 +64,15 @@ def test_verification_accuracy_matches_sklearn_kfold(n: int, noise: float, folds
         assert ours["accuracy"] == 1.0
 
 
+def test_one_fold_tunes_and_tests_on_all_pairs() -> None:
+    e1, e2, same = pairs(300, 8, 1.0, seed=11)
+    dist = ((normalize(e1) - normalize(e2)) ** 2).sum(1)
+    best = max(np.mean((dist < t) == same) for t in np.arange(0, 4, 0.01))
+    assert verification_accuracy(e1, e2, same, folds=1)["accuracy"] == pytest.approx(best)
+    with pytest.raises(ValueError, match="folds must be between 1 and the number of pairs"):
+        verification_accuracy(e1, e2, same, folds=301)
+
+
 def test_flip_fused_verification_adds_then_normalises() -> None:
     e1, e2, same = pairs(400, 8, 1.0, seed=3)
     rng = np.random.default_rng(4)

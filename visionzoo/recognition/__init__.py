@@ -20,5 +20,6 @@ FAMILY = register_family(
         description="face embeddings, margin / metric-learning losses, verification accuracy",
         export=export_checkpoint,
         compare=compare,
+        bench="visionzoo.recognition.bench",
     )
 )

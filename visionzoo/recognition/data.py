@@ -22,10 +22,15 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from visionzoo.core.datamodule import VisionDataModule
-from visionzoo.core.io import DataError, list_images, natural_key, read_rgb
+from visionzoo.core.io import DataError, read_rgb
 from visionzoo.core.transforms import seed_pipeline
 from visionzoo.recognition.align import align_face, read_landmarks_csv
-from visionzoo.recognition.pairs import balanced_pairs, read_lfw_pairs, read_pairs_csv
+from visionzoo.recognition.pairs import (
+    balanced_pairs,
+    identity_folders,
+    read_lfw_pairs,
+    read_pairs_csv,
+)
 from visionzoo.recognition.pk_sampler import PKBatchSampler
 from visionzoo.recognition.recordio import RecordReader
 from visionzoo.recognition.verification_bin import read_bin
@@ -141,32 +146,6 @@ class VerificationSet:
     same: np.ndarray  # (P,) bool
     images: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # labelled images
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-
-def identity_folders(folder: Path, select: str | None = None) -> dict[str, list[Path]]:
-    """``{identity: image files}`` of the sub-folders of ``folder`` (one folder per person),
-    in natural order (``s2`` before ``s10``); ``select`` is a slice ``"a:b"`` of that order."""
-    if not folder.is_dir():
-        raise DataError(
-            f"identity folder root {str(folder)!r} does not exist; set data.root (and the "
-            "set's path) to the folder holding one sub-folder per person"
-        )
-    people = sorted((p for p in folder.iterdir() if p.is_dir()), key=natural_key)
-    if select:
-        try:
-            start, stop = (int(x) if x else None for x in select.split(":"))
-        except ValueError as err:
-            raise DataError(f"identities={select!r} must be a slice 'a:b' (e.g. '0:30')") from err
-        people = people[start:stop]
-    groups = {p.name: list_images(p) for p in people}
-    groups = {k: v for k, v in groups.items() if v}
-    if not groups:
-        raise DataError(
-            f"no identity sub-folders with images in {str(folder)!r}"
-            + (f" (identities={select!r})" if select else "")
-            + "; expected <root>/<person>/<image> files"
-        )
-    return groups
 
 
 def _relative(path: Path, root: Path) -> str | None:

@@ -31,7 +31,7 @@ def compare(module: Any, first: str, second: str, far: float, datamodule: Any) -
         "similarity": similarity,
         "far": far,
         "threshold": threshold,
-        "same": similarity > threshold,
+        "same": similarity >= threshold,
     }
 
 

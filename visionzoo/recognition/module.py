@@ -28,9 +28,6 @@ from visionzoo.recognition.verification import (
     verification_accuracy,
 )
 
-# FARs whose thresholds a checkpoint keeps for ``compare`` (from its last validation).
-FARS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
-
 
 class EmbeddingStore(GatheredMetric[np.ndarray]):
     """One flip-fused, L2-normalised embedding (and its raw norm) per validation image, by index,
@@ -168,9 +165,12 @@ class RecognitionModule(VisionModule):
                     ident = identification(emb[gallery], labels[gallery], emb[probe], labels[probe])
                     scalars.update({prefix + k: v for k, v in ident.items()})
             accuracies.append(ver["accuracy"])
-            if number == 0:
-                thresholds = {f"{far:g}": far_threshold(scores, vset.same, far) for far in FARS}
-                self.far_thresholds = {k: t for k, t in thresholds.items() if t is not None}
+            if number == 0:  # compare.py accepts a pair when its similarity >= threshold
+                self.far_thresholds = {
+                    f"{far:g}": t
+                    for far, t in roc["threshold_at_far"].items()
+                    if t is not None and np.isfinite(t)
+                }
             if self._plotting(stage):
                 self._write_plots(vset.name, roc, scores, vset.same)
         scalars["acc"] = float(np.mean(accuracies))
@@ -265,17 +265,6 @@ def first_of_each(labels: np.ndarray) -> np.ndarray:
     """Index of the first image of each identity (the gallery of closed-set identification)."""
     _, first = np.unique(labels, return_index=True)
     return np.sort(first)
-
-
-def far_threshold(scores: np.ndarray, same: np.ndarray, far: float) -> float | None:
-    """The lowest similarity threshold at which at most a fraction ``far`` of the impostor
-    pairs score above it (``score > threshold`` means "same"); ``None`` when there are too few
-    impostor pairs to resolve that FAR."""
-    impostor = np.sort(scores[~same])[::-1]
-    allowed = int(np.floor(far * len(impostor)))  # impostor pairs that may be accepted
-    if len(impostor) == 0 or far * len(impostor) < 1:
-        return None
-    return float(impostor[allowed]) if allowed < len(impostor) else float(impostor[-1])
 
 
 def _shard(num_classes: int) -> tuple[int, int]:

@@ -224,15 +224,30 @@ def _different_pairs(
     return [Pair(flat[x], flat[y], False) for x, y in seen]
 
 
-def identity_groups(folder: str | Path) -> dict[str, list[str]]:
-    """``{identity folder name: [image paths]}`` of a one-folder-per-person set."""
-    folder = Path(folder)
+def identity_folders(folder: Path, select: str | None = None) -> dict[str, list[Path]]:
+    """``{identity: image files}`` of the sub-folders of ``folder`` (one folder per person),
+    in natural order (``s2`` before ``s10``); ``select`` is a slice ``"a:b"`` of that order."""
     if not folder.is_dir():
-        raise DataError(f"identity folder {str(folder)!r} does not exist; check the path")
+        raise DataError(
+            f"identity folder root {str(folder)!r} does not exist; set data.root (and the "
+            "set's path) to the folder holding one sub-folder per person"
+        )
     people = sorted((p for p in folder.iterdir() if p.is_dir()), key=natural_key)
-    if not people:
-        raise DataError(f"{folder} has no sub-folders; expected one folder of images per person")
-    return {p.name: [str(f) for f in list_images(p)] for p in people}
+    if select:
+        try:
+            start, stop = (int(x) if x else None for x in select.split(":"))
+        except ValueError as err:
+            raise DataError(f"identities={select!r} must be a slice 'a:b' (e.g. '0:30')") from err
+        people = people[start:stop]
+    groups = {p.name: list_images(p) for p in people}
+    groups = {k: v for k, v in groups.items() if v}
+    if not groups:
+        raise DataError(
+            f"no identity sub-folders with images in {str(folder)!r}"
+            + (f" (identities={select!r})" if select else "")
+            + "; expected <root>/<person>/<image> files"
+        )
+    return groups
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -246,7 +261,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--num-same", type=int, default=None, help="default: every same pair")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    groups = identity_groups(args.identity_folder)
+    groups = {
+        k: [str(f) for f in v] for k, v in identity_folders(Path(args.identity_folder)).items()
+    }
     pairs = balanced_pairs(groups, num_same=args.num_same, seed=args.seed)
     absolute = [Pair(os.path.abspath(p.path1), os.path.abspath(p.path2), p.same) for p in pairs]
     write_pairs_csv(args.out_csv, absolute)  # relative to the CSV, wherever it is written

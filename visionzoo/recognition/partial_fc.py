@@ -8,8 +8,8 @@ softmax is normalised across ranks (all-reduce of the max and of the sum of expo
 
 Under DDP the shard is not replicated, so DDP must leave it alone: call
 ``ignore_shards_in_ddp(module)`` on the model before DDP wraps it (Lightning wraps the
-LightningModule in ``strategy.setup``, so ``__init__`` is early enough). Each rank's checkpoint
-part of the shard differs; save per rank (or gather the rows) to resume a sharded run.
+LightningModule in ``strategy.setup``, so ``__init__`` is early enough). Every rank holds other
+rows, so resuming a sharded run needs a checkpoint with all ranks' rows.
 """
 
 from __future__ import annotations

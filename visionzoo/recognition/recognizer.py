@@ -96,3 +96,21 @@ def _register(head_name: str) -> None:
 
 for _name in sorted(LOSSES):
     _register(_name)
+
+
+class PixelEmbedding(nn.Module):
+    """The raw-pixel baseline: a face's embedding is its pixels (B, 3·H·W), each image
+    standardised to zero mean and unit variance, so cosine similarity is the normalised
+    cross-correlation of the two aligned faces."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        flat = images.flatten(1).float()
+        flat = flat - flat.mean(dim=1, keepdim=True)
+        return flat / flat.std(dim=1, keepdim=True).clamp_min(1e-6)
+
+
+@register_model("recognition", "raw_pixels", trainable=False)
+def raw_pixels(**_: Any) -> Recognizer:
+    """Metric-only baseline (``eval.py task=recognition model=raw_pixels data=...``): no
+    learnt weights, embeddings are the standardised pixels."""
+    return Recognizer(backbone=PixelEmbedding(), head=nn.Identity(), head_name="raw_pixels")

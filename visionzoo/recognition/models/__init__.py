@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from visionzoo.recognition.models.iresnet import IRESNET_LAYERS, iresnet
+from visionzoo.recognition.models.iresnet import IRESNET_LAYERS, build_iresnet
 from visionzoo.recognition.models.mobilefacenet import MobileFaceNet
 from visionzoo.recognition.models.timm_embedding import TimmEmbedding
 
@@ -40,7 +40,7 @@ def create_backbone(
     if name in IRESNET_LAYERS:
         if kw:
             raise ValueError(f"{name} takes no options {sorted(kw)}; remove them")
-        model: nn.Module = iresnet(name, dropout=dropout, **options)
+        model: nn.Module = build_iresnet(name, dropout=dropout, **options)
     elif name == "mobilefacenet":
         if dropout:
             raise ValueError("mobilefacenet has no dropout (arcface_torch's mbf); set dropout=0")

@@ -116,7 +116,7 @@ class IResNet(nn.Module):
         return self.features(self.fc(self.dropout(x)))
 
 
-def iresnet(
+def build_iresnet(
     name: str,
     *,
     embedding_size: int = 512,
