@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, TINY_DET, TINY_SEG, compose, run_cli
+from conftest import ROOT, TINY_DET, TINY_REC, TINY_SEG, compose, run_cli
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -36,7 +36,19 @@ TOY_PLUGIN = "toy_family"
 
 # Per family, overrides that make a run take seconds; a family without an entry runs as is.
 TINY = {
+    "aesthetics": [
+        "task=aesthetics",
+        "data.synthetic.num_train=16",
+        "data.synthetic.num_val=8",
+        "data.synthetic.size=32",
+        "data.image_size=32",
+        "data.crop_size=16",
+        "data.batch_size=8",
+        "callbacks.progress=none",
+        "task.plots=false",
+    ],
     "detection": [*TINY_DET, "task.plots=false"],
+    "recognition": [*TINY_REC, "task.plots=false"],
     "segmentation": [*TINY_SEG, "task.plots=false"],
     TOY: [f"task={TOY}", "callbacks.progress=none"],
 }
@@ -246,7 +258,12 @@ def test_capabilities_follow_what_the_family_registered(family: Family) -> None:
     assert caps["eval_without_checkpoint"] == any(
         not registry.model_info(m).trainable for m in registry.list_models(family.name)
     )
-    expected = {"detection": (True, True, False), "segmentation": (False, True, False)}
+    expected = {
+        "aesthetics": (False, False, False),
+        "detection": (True, True, False),
+        "recognition": (True, False, True),
+        "segmentation": (False, True, False),
+    }
     expected[TOY] = (False, False, True)
     export, check, metric_only = expected[family.name]
     assert (caps["export"], caps["check_data"], caps["eval_without_checkpoint"]) == (
