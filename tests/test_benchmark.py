@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from visionzoo.bench import harness
+from visionzoo.bench.cases import family_benches
 from visionzoo.bench.cli import suites
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,13 +114,14 @@ def test_limit_count_follows_lightning() -> None:
 
 def test_suites_are_the_generic_ones_plus_one_per_family_bench() -> None:
     """Each family with a comparison suite in its bench module is a suite named after it."""
-    assert set(suites()) == {"overhead", "data", "detection", "segmentation"}
+    assert set(suites()) == {"overhead", "data", *family_benches()}
+    assert {"detection", "recognition", "segmentation"} <= set(family_benches())
 
 
 @pytest.mark.slow
 def test_overhead_suite_tiny(tmp_path: Path) -> None:
     result = _run_tiny("overhead", tmp_path)
-    assert set(result["families"]) == {"segmentation", "detection"}
+    assert set(result["families"]) == set(family_benches())  # every family with a bench module
     for fam in result["families"].values():
         for side in ("lightning", "plain", "eval"):
             _check_timed(fam[side])
@@ -172,3 +174,24 @@ def test_detection_suite_tiny(tmp_path: Path) -> None:
     assert set(result["throughput"]) == {"ours"} and "throughput_ratio" not in result
     assert (tmp_path / "bccd_yolo" / "data.yaml").is_file()
     assert len(list((tmp_path / "bccd_yolo" / "labels" / "train").glob("*.txt"))) == 205
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REPO / ".." / "shared" / "data" / "att_faces").is_dir(), reason="no AT&T")
+def test_recognition_suite_tiny(tmp_path: Path) -> None:
+    """Our ArcFace under trainer.fit vs pml's ArcFaceLoss in a plain loop: both start from the
+    same backbone weights, and the plain side's scoring gives our network the accuracy our
+    module logged (so the two sides are scored alike)."""
+    result = _run_tiny("recognition", tmp_path)
+    q = result["quality"]
+    assert q["same_initial_backbone"] is True
+    assert q["val_pairs"] == {"att": [450, 450]}  # every same pair of s31–s40, as many different
+    for side in ("ours", "pml"):
+        assert [r["epoch"] for r in q[side]["history"]] == [0]  # one validation, one tiny epoch
+        assert 0.0 <= q[side]["final_acc"] <= 1.0
+        _check_timed(result["throughput"][side])
+        _check_timed(result["model_only"][side])
+    assert q["ours_final_acc_by_plain_scoring"] == pytest.approx(q["ours"]["final_acc"], abs=1e-6)
+    assert "margin=28.6479" in result["settings"]["pml_head"]  # pml's margin is in degrees
+    assert _positive(result["throughput"]["ratio"])
+    assert set(result["acceptance"]) == {"throughput_ratio_ge_0.95", "accuracy_final_ours_ge_pml"}

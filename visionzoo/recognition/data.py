@@ -166,7 +166,9 @@ class RecognitionDataModule(VisionDataModule):
     with ``images``: the image root) or ``bin`` (insightface verification file). Any set may
     give ``landmarks``: a CSV of 5 points per image to align faces to the ArcFace template.
     ``sampler``: ``auto`` (P×K identity batches for pair-based losses, shuffled images
-    otherwise), ``pk`` or ``random``; ``k`` images per identity in a P×K batch.
+    otherwise), ``pk`` or ``random``; ``k`` images per identity in a P×K batch. ``recipe``:
+    ``{epochs}``, the training length ``task/recognition.yaml`` uses unless
+    ``trainer.max_epochs`` is given.
     """
 
     task = "recognition"
@@ -181,9 +183,11 @@ class RecognitionDataModule(VisionDataModule):
         augment: dict[str, Any] | None = None,
         sampler: str = "auto",
         k: int = 4,
+        recipe: dict[str, Any] | None = None,
         **loader_kw: Any,
     ) -> None:
         super().__init__(root=root, **loader_kw)
+        self.recipe = dict(recipe or {})  # the dataset's training length (read by the config)
         if sampler not in ("auto", "pk", "random"):
             raise DataError(f"data.sampler={sampler!r}; choose auto, pk or random")
         if k < 2:

@@ -115,6 +115,7 @@ class RecognitionModule(VisionModule):
         self.log_dict(
             {"train/loss": loss.detach(), **{f"train/{k}": v for k, v in terms.items()}},
             prog_bar=True,
+            on_epoch=True,  # small face sets have fewer steps per epoch than the log interval
             batch_size=batch["image"].shape[0],
         )
         return loss
