@@ -33,6 +33,15 @@ def overlay_mask(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.
     return np.where((mask > 0)[..., None], blend, image).astype(np.uint8)
 
 
+def save_figure(fig: plt.Figure, path: Path | str, dpi: int = 100) -> Path:
+    """Write ``fig`` to ``path`` (PNG; parent folders created) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def bar_chart(path: Path, names: Sequence[str], values: Sequence[float], title: str) -> None:
     """A labelled horizontal bar chart saved to ``path``."""
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(names) + 1.2))
@@ -42,9 +51,7 @@ def bar_chart(path: Path, names: Sequence[str], values: Sequence[float], title: 
     for i, v in enumerate(values):
         ax.text(min(v, 0.9) if not np.isnan(v) else 0, i, f" {v:.3f}", va="center")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def image_grid(path: Path, rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str]) -> None:
@@ -58,6 +65,4 @@ def image_grid(path: Path, rows: Sequence[Sequence[np.ndarray]], titles: Sequenc
             if i == 0:
                 axes[i][j].set_title(titles[j])
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)

@@ -9,18 +9,10 @@ import numpy as np
 import torch
 from torchvision.utils import draw_bounding_boxes
 
-from visionzoo.core.plots import image_grid, palette, plt
+from visionzoo.core.plots import image_grid, palette, plt, save_figure
 from visionzoo.detection.records import DetectionRecord
 
 MAX_TICK_LABELS = 30  # beyond this many classes the axes stay unlabelled
-
-
-def _save(fig: plt.Figure, path: Path | str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def class_colours(num_classes: int) -> list[tuple[int, int, int]]:
@@ -49,7 +41,7 @@ def plot_pr_curves(pr_data: dict[str, np.ndarray], class_names: Sequence[str], p
     if valid.any():
         ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def normalize_confusion_matrix(matrix: np.ndarray) -> np.ndarray:
@@ -81,7 +73,7 @@ def plot_confusion_matrix(
     ax.set(xlabel="True", ylabel="Predicted")
     ax.set_title("Confusion matrix" + (" (columns sum to 1)" if normalize else ""))
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_label_distribution(
@@ -109,7 +101,7 @@ def plot_label_distribution(
     fig.colorbar(shown, ax=hist, fraction=0.046, label="boxes")
     hist.set(xlabel="width / image width", ylabel="height / image height", title="Box sizes")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def draw_detections(

@@ -7,17 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from visionzoo.core.plots import plt
+from visionzoo.core.plots import plt, save_figure
 
 HISTOGRAM_BINS = 50
-
-
-def _save(fig: plt.Figure, path: Path | str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def plot_roc(fpr: Any, tpr: Any, path: Path | str, label: str) -> Path:
@@ -41,7 +33,7 @@ def plot_roc(fpr: Any, tpr: Any, path: Path | str, label: str) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_score_histograms(
@@ -72,4 +64,4 @@ def plot_score_histograms(
     ax.set_ylabel("density")
     ax.legend()
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

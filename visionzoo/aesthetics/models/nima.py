@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn as nn
 
 from visionzoo.aesthetics.models.common import head_output, output_head
+from visionzoo.backbones import create_timm_model
 from visionzoo.registry import register_model
 
 
 def create_classifier_trunk(name: str, *, pretrained_file: str | None, in_chans: int) -> nn.Module:
     """A timm model without its classifier (``num_classes=0``): (B, C, H, W) → pooled
-    (B, num_features). Weights come from a local file only, as in ``visionzoo.backbones``."""
-    import timm
-
-    if name not in timm.list_models():
-        raise ValueError(
-            f"unknown timm backbone {name!r}; pick one of timm.list_models(), e.g. resnet10t, "
-            "resnet18, mobilenetv3_small_050, efficientnet_b0"
-        )
-    kwargs: dict = {"num_classes": 0, "in_chans": in_chans}
-    if pretrained_file:
-        path = Path(pretrained_file).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"pretrained weights file {str(path)!r} does not exist; set "
-                "model.pretrained_file to a local timm checkpoint or null to train from scratch"
-            )
-        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
-    return timm.create_model(name, pretrained=bool(pretrained_file), **kwargs)
+    (B, num_features); weights from a local file only (``visionzoo.backbones``)."""
+    return create_timm_model(
+        name, pretrained_file=pretrained_file, role="backbone", num_classes=0, in_chans=in_chans
+    )
 
 
 @register_model("aesthetics", "nima")
@@ -57,7 +42,10 @@ class NIMA(nn.Module):
         self.backbone = create_classifier_trunk(
             backbone, pretrained_file=pretrained_file, in_chans=in_chans
         )
-        self.head = output_head(objective, self.backbone.num_features, dropout)
+        # timm's pooled output width: head_hidden_size, which differs from num_features where a
+        # head convolution follows the pooling (MobileNetV3, LCNet, GhostNet: 576 vs 1024).
+        width = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
+        self.head = output_head(objective, width, dropout)
 
     def forward(self, image: torch.Tensor, crops: torch.Tensor | None = None) -> torch.Tensor:
         return head_output(self.objective, self.head(self.backbone(image)))
