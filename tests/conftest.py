@@ -41,15 +41,14 @@ TINY_DET = [
     "callbacks.progress=none",
 ]
 
-# Small synthetic identities: 8 training and 4 held-out people, 4 faces each, 64 px crops.
+# Small synthetic identities: 8 training and 4 held-out people, 4 faces each, 32 px crops.
 TINY_REC = [
     "task=recognition",
     "data.synthetic.num_train_ids=8",
     "data.synthetic.num_val_ids=4",
     "data.synthetic.images_per_id=4",
-    "data.synthetic.size=64",
-    "data.image_size=[64,64]",
-    "model.input_size=64",
+    "data.synthetic.size=32",
+    "data.image_size=[32,32]",
     "model.embedding_size=64",
     "data.batch_size=16",
     "data.num_workers=0",

@@ -24,7 +24,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     code, err = run_entry(
         train_entry,
         *TINY_REC,
-        "trainer.max_epochs=2",
+        "trainer.max_epochs=1",
         f"hydra.run.dir={out / 'train'}",
     )
     assert code == 0, err
@@ -98,7 +98,7 @@ def test_predict_compare_and_export_agree(
     from visionzoo.cli import load_checkpoint_module
 
     module = load_checkpoint_module(run["ckpt"]).eval()
-    faces = torch.rand(3, 3, 64, 64) * 2 - 1
+    faces = torch.rand(3, 3, 32, 32) * 2 - 1
     (got,) = ort.InferenceSession(str(onnx)).run(None, {"images": faces.numpy()})
     with torch.no_grad():
         want = module.embedder(faces).numpy()
@@ -114,7 +114,7 @@ def test_verification_accuracy_matches_sklearn_folds(run: dict) -> None:
     files, pairs = _val_faces()
     from visionzoo.recognition.data import face_transform
 
-    emb = module.embed_files(files, face_transform(train=False, image_size=(64, 64)))
+    emb = module.embed_files(files, face_transform(train=False, image_size=(32, 32)))
     row = {f: i for i, f in enumerate(files)}
     a = emb[[row[Path(p.path1)] for p in pairs]]
     b = emb[[row[Path(p.path2)] for p in pairs]]
