@@ -282,3 +282,16 @@ def test_model_metadata_sets_the_monitor_direction(tmp_path: Path) -> None:
         assert module.monitor_mode == "min"
     finally:
         _MODELS.pop("zz_lower_is_better")
+
+
+def test_eval_data_keys_change_the_checkpoint_unless_a_task_is_chosen() -> None:
+    """``eval.py ckpt_path=... data.root=...`` edits the checkpoint's data section (``+``);
+    with ``task=<family>`` (a metric-only model) the task's config has the section already."""
+    from visionzoo.cli.checks import checkpoint_changes
+
+    assert checkpoint_changes(["ckpt_path=a.ckpt", "data.root=/x"]) == [
+        "ckpt_path=a.ckpt",
+        "+data.root=/x",
+    ]
+    metric_only = ["task=iqa", "model=niqe", "data.root=/x"]
+    assert checkpoint_changes(metric_only) == metric_only

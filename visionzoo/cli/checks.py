@@ -116,8 +116,12 @@ _FLAGS_WITH_VALUE = {
 def checkpoint_changes(argv: list[str]) -> list[str]:
     """``eval.py``: ``data.<key>=`` and ``task.<key>=`` without a ``data=`` / ``task=`` choice
     change what the checkpoint records; they become additions (``+data.root=...``) to the empty
-    ``data`` / ``task`` sections of eval.yaml, checked against the checkpoint later."""
+    ``data`` / ``task`` sections of eval.yaml, checked against the checkpoint later. With
+    ``task=<family>`` (a metric-only model, no checkpoint) the task's own config holds both
+    sections, so the arguments stay as they are."""
     chosen = {a.split("=", 1)[0] for a in _override_args(argv)}
+    if "task" in chosen:
+        return list(argv)
     out = []
     for arg in argv:
         section = arg.split(".", 1)[0]
