@@ -30,6 +30,7 @@ def test_sort_aggregation_sorts_each_dimension_and_ignores_patch_order() -> None
     ("name", "kwargs"),
     [
         ("nima", {}),
+        ("nima", {"backbone": "lcnet_050"}),  # pooled width (1280) ≠ num_features (256)
         ("nima", {"objective": "regression"}),
         ("rapid", {"columns": 1}),
         ("rapid", {"columns": 2, "objective": "distribution"}),
