@@ -47,9 +47,29 @@ TINY = {
         "callbacks.progress=none",
         "task.plots=false",
     ],
-    "detection": [*TINY_DET, "task.plots=false"],
-    "recognition": [*TINY_REC, "task.plots=false"],
-    "segmentation": [*TINY_SEG, "task.plots=false"],
+    "detection": [*TINY_DET, "task.plots=false"],  # noqa: E501
+    "iqa": [
+        "task=iqa",
+        "data.synthetic.num_references=5",
+        "data.synthetic.size=48",
+        "data.crop_size=32",
+        "data.batch_size=8",
+        "callbacks.progress=none",
+        "task.plots=false",
+    ],  # noqa: E501
+    "fiqa": [
+        "task=fiqa",
+        "data.synthetic.num_train_ids=4",
+        "data.synthetic.num_val_ids=3",
+        "data.synthetic.images_per_id=4",
+        "data.synthetic.size=32",
+        "data.image_size=[32,32]",
+        "model.backbone=test_resnet",
+        "callbacks.progress=none",
+        "task.plots=false",
+    ],  # noqa: E501
+    "recognition": [*TINY_REC, "task.plots=false"],  # noqa: E501
+    "segmentation": [*TINY_SEG, "task.plots=false"],  # noqa: E501
     TOY: [f"task={TOY}", "callbacks.progress=none"],
 }
 FAMILIES = sorted({*registry.list_families(), TOY})
@@ -261,6 +281,8 @@ def test_capabilities_follow_what_the_family_registered(family: Family) -> None:
     expected = {
         "aesthetics": (False, False, False),
         "detection": (True, True, False),
+        "iqa": (False, False, True),
+        "fiqa": (False, False, True),
         "recognition": (True, False, True),
         "segmentation": (False, True, False),
     }
