@@ -2,7 +2,15 @@
 
 # The loss library, then each task family: importing a family registers it with its models,
 # datasets and synthetic generators. Adding a family adds its name here.
-from visionzoo import aesthetics, detection, fiqa, iqa, losses, recognition, segmentation  # noqa: F401
+from visionzoo import (  # noqa: F401
+    aesthetics,
+    detection,
+    fiqa,
+    iqa,
+    losses,
+    recognition,
+    segmentation,
+)
 from visionzoo.registry import (
     create_loss,
     create_model,
