@@ -298,6 +298,18 @@ def test_bad_options_raise() -> None:
         PartialFC(embedding_size=D, num_classes=C, sample_rate=0.0)
     with pytest.raises(ValueError, match="positive integer"):
         LSoftmaxHead(embedding_size=D, num_classes=C, m=2.5)
+    with pytest.raises(ValueError, match="'auto'"):
+        ArcFaceHead(embedding_size=D, num_classes=C, s="big")
+
+
+@pytest.mark.parametrize("classes, expected", [(30, 4.762), (40, 5.181), (85742, 16.064)])
+def test_auto_scale_is_adacos_fixed_scale(classes: int, expected: float) -> None:
+    """``s="auto"`` is AdaCos's fixed scale √2·ln(C − 1) (values worked by hand), used by every
+    angular-margin head."""
+    for head in (ArcFaceHead, CosFaceHead, SphereFaceHead, NormFaceHead, MagFaceHead):
+        assert head(embedding_size=D, num_classes=classes, s="auto").s == pytest.approx(
+            expected, abs=1e-3
+        )
 
 
 # ---- Partial-FC ----

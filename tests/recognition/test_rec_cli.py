@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_REC, run_entry
+from conftest import CPU_DDP, TINY_REC, run_cli, run_entry
 from sklearn.model_selection import KFold
 
 from visionzoo.cli import compare_entry, eval_entry, export_entry, predict_entry, train_entry
@@ -127,3 +127,40 @@ def test_verification_accuracy_matches_sklearn_folds(run: dict) -> None:
         t = thresholds[int(np.argmax(train_acc))]
         accs.append(((dist[test] < t) == same[test]).mean())
     assert run["metrics"]["metrics"]["val/acc"] == pytest.approx(np.mean(accs), abs=1e-6)
+
+
+@pytest.mark.slow
+def test_partial_fc_checkpoint_under_ddp_holds_every_class(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two CPU processes train with Partial FC, each holding half of the class centres. The
+    checkpoint gathers both halves (all rows, not one rank's twice), and one process evaluates
+    it to the accuracy the two-process validation logged (embeddings gathered over ranks)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what Lightning gives each DDP process
+    run_dir = tmp_path / "ddp"
+    proc = run_cli(
+        "train.py",
+        *TINY_REC,
+        *CPU_DDP,
+        "model.partial_fc=1.0",
+        "trainer.max_epochs=1",
+        "logger=none",
+        "task.plots=false",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((run_dir / "metrics.json").read_text())
+    last = result["paths"]["last checkpoint"]
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    (shard_id,) = ckpt["visionzoo"]["shard_optimizer_ids"][0]
+    moments = ckpt["optimizer_states"][0]["state"][shard_id]["exp_avg"]
+    assert moments.shape == (4, 64)  # trained sharded: rank 0's Adam state is for its 4 classes
+    state = ckpt["state_dict"]
+    (key,) = [k for k in state if k.startswith("model.head.")]
+    weight = state[key]
+    assert weight.shape == (8, 64)  # ... and the checkpoint holds all 8 identities' centres
+    assert not torch.equal(weight[:4], weight[4:])  # rank 1's shard, not rank 0's again
+    code, err = run_entry(eval_entry, f"ckpt_path={last}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert code == 0, err
+    single = json.loads((tmp_path / "eval" / "eval_metrics.json").read_text())["metrics"]
+    assert single["val/acc"] == pytest.approx(result["metrics"]["val/acc"], abs=1e-6)

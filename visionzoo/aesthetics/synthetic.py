@@ -84,7 +84,7 @@ def draw_votes(rng: np.random.Generator, mean: float, count: int, std: float) ->
 def write_aesthetics_composition(
     out_dir: Path,
     *,
-    num_train: int = 500,
+    num_train: int = 2000,
     num_val: int = 200,
     size: int = 64,
     votes_min: int = 50,

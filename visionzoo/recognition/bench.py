@@ -43,6 +43,7 @@ from visionzoo.bench.harness import (
 )
 from visionzoo.bench.report import md_header, md_table, raw_table
 from visionzoo.cli import build_run, build_trainer, to_plain
+from visionzoo.recognition.heads import resolve_scale
 from visionzoo.recognition.models import create_backbone
 from visionzoo.recognition.module import embed
 from visionzoo.recognition.recognizer import Recognizer
@@ -112,7 +113,7 @@ def pml_recognizer(cfg: DictConfig, num_classes: int) -> Recognizer:
         num_classes=num_classes,
         embedding_size=m.embedding_size,
         margin=math.degrees(m.head.m),
-        scale=m.head.s,
+        scale=resolve_scale(m.head.s, num_classes),  # "auto": the same number ours uses
     )
     return Recognizer(backbone=backbone, head=_Float32Loss(head), head_name="pml_arcface")
 
@@ -327,7 +328,7 @@ def run(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
             "precision": str(cfg.trainer.precision),
             "ours_head": f"ArcFaceHead(s={m.head.s}, m={m.head.m})",
             "pml_head": f"pytorch_metric_learning.losses.ArcFaceLoss(margin="
-            f"{math.degrees(m.head.m):.4f}, scale={m.head.s})",
+            f"{math.degrees(m.head.m):.4f}, scale=the s ours uses: {m.head.s}, auto = √2·ln(C−1))",
             # rows are normalised, but Adam's step is relative to their size
             "class_matrix_init": "ours N(0, 0.01²) (insightface), pml N(0, 1) (its default)",
         }

@@ -85,6 +85,24 @@ def _positive_rows(labels: Tensor) -> Tensor:
     return torch.nonzero(labels >= 0, as_tuple=True)[0]
 
 
+def adacos_scale(num_classes: int) -> float:
+    """The fixed scale of AdaCos (Zhang et al., CVPR 2019), ``√2·ln(C − 1)``: the logit scale at which
+    the class probability still changes fastest over the angles training sees. For tens of
+    classes it is about 5, where insightface's 64 (tuned on 85k identities) saturates the softmax
+    from the first step and training barely moves; at least 1."""
+    return max(math.sqrt(2.0) * math.log(max(num_classes - 1, 1)), 1.0)
+
+
+def resolve_scale(s: float | str, num_classes: int) -> float:
+    """``s`` itself, or ``adacos_scale(num_classes)`` for ``s="auto"``."""
+    if s == "auto":
+        return adacos_scale(num_classes)
+    if isinstance(s, str):
+        raise ValueError(f"s must be a number or 'auto', got {s!r}")
+    _check_positive("s", s)
+    return float(s)
+
+
 def _check_positive(name: str, value: float) -> None:
     if value <= 0:
         raise ValueError(f"{name} must be > 0, got {value}")
@@ -159,7 +177,7 @@ class CombinedMarginHead(ClassifierHead):
         *,
         embedding_size: int,
         num_classes: int,
-        s: float = 64.0,
+        s: float | str = 64.0,
         m1: float = 1.0,
         m2: float = 0.5,
         m3: float = 0.0,
@@ -167,11 +185,11 @@ class CombinedMarginHead(ClassifierHead):
         scale_by_norm: bool = False,
     ) -> None:
         super().__init__(embedding_size=embedding_size, num_classes=num_classes)
-        _check_positive("s", s)
         _check_positive("m1", m1)
         if m2 < 0 or m3 < 0:
             raise ValueError(f"margins m2, m3 must be >= 0, got {m2}, {m3}")
-        self.s, self.m1, self.m2, self.m3 = s, m1, m2, m3
+        self.s = resolve_scale(s, num_classes)
+        self.m1, self.m2, self.m3 = m1, m2, m3
         self.easy_margin = easy_margin
         self.scale_by_norm = scale_by_norm
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
@@ -208,7 +226,7 @@ class ArcFaceHead(CombinedMarginHead):
         *,
         embedding_size: int,
         num_classes: int,
-        s: float = 64.0,
+        s: float | str = 64.0,
         m: float = 0.5,
         easy_margin: bool = False,
     ) -> None:
@@ -226,7 +244,7 @@ class CosFaceHead(CombinedMarginHead):
     the paper's best (sec. 4); insightface's arcface_torch configs use m=0.4."""
 
     def __init__(
-        self, *, embedding_size: int, num_classes: int, s: float = 64.0, m: float = 0.35
+        self, *, embedding_size: int, num_classes: int, s: float | str = 64.0, m: float = 0.35
     ) -> None:
         super().__init__(embedding_size=embedding_size, num_classes=num_classes, s=s, m2=0.0, m3=m)
 
@@ -245,7 +263,7 @@ class SphereFaceHead(CombinedMarginHead):
         *,
         embedding_size: int,
         num_classes: int,
-        s: float = 64.0,
+        s: float | str = 64.0,
         m: float = 4.0,
         lam: float = 0.0,
         scale_by_norm: bool = False,
@@ -268,7 +286,7 @@ class NormFaceHead(CombinedMarginHead):
     """NormFace (Wang et al. 2017): softmax over ``s·cos θ`` with normalised features and weights,
     no margin. s=20 equals pytorch-metric-learning's default temperature 0.05."""
 
-    def __init__(self, *, embedding_size: int, num_classes: int, s: float = 20.0) -> None:
+    def __init__(self, *, embedding_size: int, num_classes: int, s: float | str = 20.0) -> None:
         super().__init__(
             embedding_size=embedding_size, num_classes=num_classes, s=s, m2=0.0, m3=0.0
         )
@@ -286,7 +304,7 @@ class MagFaceHead(CombinedMarginHead):
         *,
         embedding_size: int,
         num_classes: int,
-        s: float = 64.0,
+        s: float | str = 64.0,
         l_a: float = 10.0,
         u_a: float = 110.0,
         l_m: float = 0.45,
