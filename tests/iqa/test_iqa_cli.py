@@ -4,6 +4,7 @@ scoring behind predict.py (images, reference pairs, videos)."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -11,12 +12,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import run_entry
+from conftest import SHARED_DATA, run_entry
 from PIL import Image
 from scipy import stats
 from skimage.metrics import peak_signal_noise_ratio
 
-from visionzoo.cli import build_datamodule, eval_entry, train_entry
+from visionzoo.cli import build_datamodule, eval_entry, predict_entry, train_entry
 from visionzoo.core.checkpoint import load_checkpoint_module
 from visionzoo.core.io import read_rgb
 from visionzoo.iqa.classical import brisque
@@ -112,6 +113,45 @@ def test_predict_scores_pairs_with_a_metric_only_model(trained: Path, tmp_path: 
         want = peak_signal_noise_ratio(read_rgb(root / r.reference), read_rgb(root / r.distorted))
         assert record["score"] == pytest.approx(want, rel=1e-5)
     assert (tmp_path / "scores.csv").read_text().count("\n") == 4
+
+
+@pytest.mark.skipif(
+    not (SHARED_DATA / "iqa_calibration").is_dir(), reason="needs ../shared/data/iqa_calibration"
+)
+def test_predict_cli_scores_pairs_without_a_checkpoint(tmp_path: Path) -> None:
+    """``predict.py task=iqa model=psnr input=<folder> reference=<folder>`` pairs files by name
+    and writes the official MATLAB PSNR of the five TID2013 calibration pairs (to 0.01 dB)."""
+    calib = SHARED_DATA / "iqa_calibration"
+    with open(calib / "results_official.csv", newline="") as f:
+        official = {r["Method"]: r for r in csv.DictReader(f)}["psnr"]
+    code, err = run_entry(
+        predict_entry,
+        "task=iqa",
+        "model=psnr",
+        f"input={calib / 'dist_dir'}",
+        f"reference={calib / 'ref_dir'}",
+        f"output={tmp_path}",
+    )
+    assert code == 0, err
+    with open(tmp_path / "scores.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [Path(r["reference"]).name for r in rows] == [Path(r["file"]).name for r in rows]
+    assert len(rows) == 5
+    for row in rows:
+        assert float(row["score"]) == pytest.approx(float(official[Path(row["file"]).name]), abs=0.01)
+
+
+def test_predict_cli_refuses_reference_for_a_family_without_it(tmp_path: Path) -> None:
+    code, err = run_entry(
+        predict_entry,
+        "task=recognition",
+        "model=raw_pixels",  # metric-only, so it gets as far as the option
+        f"input={tmp_path}",
+        f"reference={tmp_path}",
+        f"output={tmp_path / 'out'}",
+    )
+    assert code == 2 and "Traceback" not in err, err[-2000:]
+    assert "reference=" in err and "task=iqa" in err and "recognition" in err, err[-2000:]
 
 
 def test_predict_scores_a_video_as_the_mean_of_its_frames(trained: Path, tmp_path: Path) -> None:

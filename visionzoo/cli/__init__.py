@@ -7,6 +7,7 @@ end with a one-paragraph message and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import secrets
@@ -231,13 +232,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def metric_only_module(cfg: DictConfig) -> tuple[pl.LightningModule, pl.LightningDataModule]:
-    """``eval.py`` without ``ckpt_path``: the task module of a model that has no learnt weights
-    (registered ``trainable=False``) and the configured data module."""
+def metric_only_module(
+    cfg: DictConfig, script: str = "eval.py"
+) -> tuple[pl.LightningModule, pl.LightningDataModule]:
+    """``eval.py`` / ``predict.py`` without ``ckpt_path``: the task module of a model that has no
+    learnt weights (registered ``trainable=False``) and the configured data module."""
     if "name" not in (cfg.get("task") or {}):
         raise UserError(
-            "eval.py needs ckpt_path=<file.ckpt>, or task=<family> model=<metric-only model> "
-            "to score a dataset without a checkpoint"
+            f"{script} needs ckpt_path=<file.ckpt>, or task=<family> model=<metric-only model> "
+            "to score without a checkpoint"
         )
     family = check_model_task(cfg)
     if model_info(cfg.model.name).trainable:
@@ -247,7 +250,7 @@ def metric_only_module(cfg: DictConfig) -> tuple[pl.LightningModule, pl.Lightnin
             f"of task {family.name!r} that run without one: {', '.join(only) or '(none)'}"
         )
     datamodule = build_datamodule(cfg.data)
-    datamodule.prepare_data()
+    datamodule.prepare_data()  # its label statistics are part of the module's options
     return build_module(cfg, family, datamodule.meta).eval(), datamodule
 
 
@@ -292,21 +295,32 @@ def predict(cfg: DictConfig) -> None:
     """Write predictions (JSON + rendered pictures) for an image or a folder of images."""
     from visionzoo.core.io import IMAGE_SUFFIXES, list_images
 
-    module = load_checkpoint_module(cfg.ckpt_path)
+    if cfg.ckpt_path:
+        module = load_checkpoint_module(cfg.ckpt_path)
+        datamodule = build_datamodule(module.hparams.data)
+    else:
+        module, datamodule = metric_only_module(cfg, script="predict.py")
     family = get_family(module.hparams.task_name)
     if not family.predict:
         raise UserError(f"predict.py is not supported for task {family.name!r}")
+    # reference= / video= reach only a family whose predict_files takes them (image quality)
+    takes = inspect.signature(module.predict_files).parameters
+    options = {k: v for k, v in {"references": cfg.reference, "video": cfg.video}.items() if v}
+    if options and not set(options) <= set(takes):
+        raise UserError(
+            f"reference= and video= are for full-reference and video quality (task=iqa), not for "
+            f"task {family.name!r}"
+        )
     source = Path(cfg.input)
     if source.is_dir():
         files = list_images(source)
-    elif source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:
+    elif source.is_file() and (source.suffix.lower() in IMAGE_SUFFIXES or "video" in takes):
         files = [source]
     else:
         raise UserError(f"input={cfg.input!r} is neither an image file nor a folder of images")
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    datamodule = build_datamodule(module.hparams.data)
-    records = module.predict_files(files, out_dir, datamodule)
+    records = module.predict_files(files, out_dir, datamodule, **options)
     result = out_dir / "predictions.json"
     result.write_text(json.dumps(records, indent=1))
     print(f"wrote {len(records)} predictions to {result} and pictures to {out_dir}")
