@@ -115,13 +115,14 @@ def test_limit_count_follows_lightning() -> None:
 def test_suites_are_the_generic_ones_plus_one_per_family_bench() -> None:
     """Each family with a comparison suite in its bench module is a suite named after it."""
     assert set(suites()) == {"overhead", "data", *family_benches()}
-    assert {"detection", "recognition", "segmentation"} <= set(family_benches())
+    assert {"detection", "iqa", "recognition", "segmentation"} <= set(family_benches())
 
 
 @pytest.mark.slow
 def test_overhead_suite_tiny(tmp_path: Path) -> None:
     result = _run_tiny("overhead", tmp_path)
-    assert set(result["families"]) == set(family_benches())  # every family with a bench module
+    # every family whose bench module has a training loop
+    assert set(result["families"]) == set(family_benches(training=True))
     for fam in result["families"].values():
         for side in ("lightning", "plain", "eval"):
             _check_timed(fam[side])
@@ -195,3 +196,14 @@ def test_recognition_suite_tiny(tmp_path: Path) -> None:
     assert "margin=28.6479" in result["settings"]["pml_head"]  # pml's margin is in degrees
     assert _positive(result["throughput"]["ratio"])
     assert set(result["acceptance"]) == {"throughput_ratio_ge_0.95", "accuracy_final_ours_ge_pml"}
+
+
+@pytest.mark.slow
+def test_iqa_suite_tiny(tmp_path: Path) -> None:
+    """Our SSIM and VSI next to piq's on the same tiny batch, with a paired ratio each."""
+    result = _run_tiny("iqa", tmp_path)
+    assert set(result["metrics"]) == {"ssim", "vsi"}
+    for entry in result["metrics"].values():
+        _check_timed(entry["ours"])
+        _check_timed(entry["piq"])
+        assert _positive(entry["ratio"])

@@ -50,8 +50,9 @@ class FamilyBench:
     """
 
     overrides: list[str]
-    plain_loop: type[PlainLoop]
-    eval_forward: Callable[[pl.LightningModule, Batch, torch.device], Any]
+    # None: the family has no training loop in the shared suites (only its own comparison suite)
+    plain_loop: type[PlainLoop] | None = None
+    eval_forward: Callable[[pl.LightningModule, Batch, torch.device], Any] | None = None
     # overhead: pre-collated batches per timed run, ≈ 9 s of CPU training each, so that other
     # jobs' noise averages out
     overhead_batches: int = 12
@@ -61,11 +62,12 @@ class FamilyBench:
     packages: tuple[str, ...] = ()  # reference packages whose versions the results record
 
 
-def family_benches() -> dict[str, FamilyBench]:
-    """``BENCH`` of every registered family that has a bench module, by family name."""
+def family_benches(*, training: bool = False) -> dict[str, FamilyBench]:
+    """``BENCH`` of every registered family that has a bench module, by family name; with
+    ``training``, only those with a plain training loop (the overhead and data suites')."""
     benches = {}
     for name in list_families():
         module = get_family(name).bench_module()
-        if module is not None:
+        if module is not None and (module.BENCH.plain_loop is not None or not training):
             benches[name] = module.BENCH
     return benches

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         "settings": {"workers": workers, "device": str(device), "min_images": args.min_images},
         "cases": {},
     }
-    benches = family_benches()
+    benches = family_benches(training=True)
     for family in args.families or list(benches):
         for case in benches[family].data_cases:
             if case.needs and not (REPO / case.needs).exists():

@@ -36,7 +36,7 @@ from visionzoo.cli import build_run, build_trainer, to_plain
 def run(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """Per family: Lightning module under trainer.fit vs a plain loop, same pre-collated batches."""
     # fit's fixed setup/teardown measured ~10 ms, so it does not need amortising.
-    benches = family_benches()
+    benches = family_benches(training=True)
     families = args.families or list(benches)
     batches = {
         f: args.batches or (2 if args.tiny else benches[f].overhead_batches) for f in families
@@ -228,7 +228,9 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def add_arguments(group: Any) -> None:
-    batches = ", ".join(f"{b.overhead_batches} {n}" for n, b in family_benches().items())
+    batches = ", ".join(
+        f"{b.overhead_batches} {n}" for n, b in family_benches(training=True).items()
+    )
     group.add_argument(
         "--batches",
         type=int,

@@ -20,5 +20,6 @@ FAMILY = register_family(
         default_model="censeo",
         default_data="synthetic_iqa",
         description="image quality: classical metrics and learned regressors, SRCC / PLCC",
+        bench="visionzoo.iqa.bench",
     )
 )
