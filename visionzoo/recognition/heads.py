@@ -168,8 +168,11 @@ class CombinedMarginHead(ClassifierHead):
     class row of ``weight`` (C, D). Defaults are ArcFace's.
 
     ``scale_by_norm`` multiplies the logits by the embedding norm as well, the original A-Softmax
-    form of SphereFace (then ``s = 1`` is the paper's). Weights start as N(0, 0.01) like
-    insightface's; the scale is irrelevant since rows are normalised.
+    form of SphereFace (then ``s = 1`` is the paper's). Weights start as N(0, 1), as in
+    pytorch-metric-learning: the rows are normalised, so their scale does not change the loss,
+    but it sets how fast Adam turns them (its steps are about ``lr`` per element whatever the
+    scale). From insightface's N(0, 0.01) each AdamW step at lr 1e-3 moved them by up to 10 %, and
+    ArcFace on AT&T ended at 0.860 where the same backbone with pml's ArcFaceLoss reached 0.89.
     """
 
     def __init__(
@@ -193,7 +196,7 @@ class CombinedMarginHead(ClassifierHead):
         self.easy_margin = easy_margin
         self.scale_by_norm = scale_by_norm
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
-        nn.init.normal_(self.weight, std=0.01)
+        nn.init.normal_(self.weight, std=1.0)
 
     def margins(self, embeddings: Tensor) -> float | Tensor:
         """The additive angular margin m2, a float or per-sample (N,) tensor."""

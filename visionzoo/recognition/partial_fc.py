@@ -20,7 +20,13 @@ import torch.nn as nn
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
-from visionzoo.recognition.heads import HEADS, ClassifierHead, check_inputs, full_precision
+from visionzoo.recognition.heads import (
+    HEADS,
+    ClassifierHead,
+    check_inputs,
+    full_precision,
+    resolve_scale,
+)
 
 
 def _world() -> tuple[int, int]:
@@ -162,6 +168,8 @@ class PartialFC(nn.Module):
         self.num_local = base + int(rank < extra)
         self.class_start = rank * base + min(rank, extra)
         self.sample_rate = sample_rate
+        if "s" in hyper:  # "auto" is a function of all the classes, not of this rank's shard
+            hyper = {**hyper, "s": resolve_scale(hyper["s"], num_classes)}
         self.head: ClassifierHead = HEADS[head](
             embedding_size=embedding_size, num_classes=self.num_local, **hyper
         )
