@@ -329,8 +329,8 @@ def run(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
             "ours_head": f"ArcFaceHead(s={m.head.s}, m={m.head.m})",
             "pml_head": f"pytorch_metric_learning.losses.ArcFaceLoss(margin="
             f"{math.degrees(m.head.m):.4f}, scale=the s ours uses: {m.head.s}, auto = √2·ln(C−1))",
-            # rows are normalised, but Adam's step is relative to their size
-            "class_matrix_init": "ours N(0, 0.01²) (insightface), pml N(0, 1) (its default)",
+            # rows are normalised, but Adam's step is relative to their size: the init matters
+            "class_matrix_init": "N(0, 1) on both sides (ours since 5c99d14; pml's default)",
         }
     }
     result["quality"] = {} if args.rec_skip_quality else _quality(cfg, run_root / "ours", device)
