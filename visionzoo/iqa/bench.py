@@ -12,6 +12,7 @@ in torch's hub cache. The images are the TID2013 calibration pairs when ``../sha
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,6 @@ def _sides(metric: str, dist: torch.Tensor, ref: torch.Tensor) -> dict[str, Call
 
 def _timed(call: Callable[[], Any], images: int, device: torch.device) -> Callable[[], Measurement]:
     def run() -> Measurement:
-        import time
-
         sync(device)
         start = time.perf_counter()
         with torch.no_grad():
