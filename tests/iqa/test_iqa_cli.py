@@ -138,7 +138,9 @@ def test_predict_cli_scores_pairs_without_a_checkpoint(tmp_path: Path) -> None:
     assert [Path(r["reference"]).name for r in rows] == [Path(r["file"]).name for r in rows]
     assert len(rows) == 5
     for row in rows:
-        assert float(row["score"]) == pytest.approx(float(official[Path(row["file"]).name]), abs=0.01)
+        assert float(row["score"]) == pytest.approx(
+            float(official[Path(row["file"]).name]), abs=0.01
+        )
 
 
 def test_predict_cli_refuses_reference_for_a_family_without_it(tmp_path: Path) -> None:

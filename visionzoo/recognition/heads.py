@@ -86,8 +86,8 @@ def _positive_rows(labels: Tensor) -> Tensor:
 
 
 def adacos_scale(num_classes: int) -> float:
-    """The fixed scale of AdaCos (Zhang et al., CVPR 2019), ``√2·ln(C − 1)``: the logit scale at which
-    the class probability still changes fastest over the angles training sees. For tens of
+    """The fixed scale of AdaCos (Zhang et al., CVPR 2019), ``√2·ln(C − 1)``: the logit scale at
+    which the class probability still changes fastest over the angles training sees. For tens of
     classes it is about 5, where insightface's 64 (tuned on 85k identities) saturates the softmax
     from the first step and training barely moves; at least 1."""
     return max(math.sqrt(2.0) * math.log(max(num_classes - 1, 1)), 1.0)
