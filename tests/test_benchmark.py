@@ -16,6 +16,7 @@ import pytest
 from visionzoo.bench import harness
 from visionzoo.bench.cases import family_benches
 from visionzoo.bench.cli import suites
+from visionzoo.recognition.bench import seed_means
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "benchmark.py"
@@ -187,7 +188,8 @@ def test_recognition_suite_tiny(tmp_path: Path) -> None:
     same backbone weights, and the plain side's scoring gives our network the accuracy our
     module logged (so the two sides are scored alike)."""
     result = _run_tiny("recognition", tmp_path)
-    q = result["quality"]
+    assert result["quality"]["seeds"] == [result["settings"]["seed"]]  # --tiny: the config's
+    q = result["quality"]["per_seed"][str(result["settings"]["seed"])]
     assert q["same_initial_backbone"] is True
     assert q["val_pairs"] == {"att": [450, 450]}  # every same pair of s31–s40, as many different
     for side in ("ours", "pml"):
@@ -198,7 +200,26 @@ def test_recognition_suite_tiny(tmp_path: Path) -> None:
     assert q["ours_final_acc_by_plain_scoring"] == pytest.approx(q["ours"]["final_acc"], abs=1e-6)
     assert "margin=28.6479" in result["settings"]["pml_head"]  # pml's margin is in degrees
     assert _positive(result["throughput"]["ratio"])
-    assert set(result["acceptance"]) == {"throughput_ratio_ge_0.95", "accuracy_final_ours_ge_pml"}
+    assert set(result["acceptance"]) == {
+        "throughput_ratio_ge_0.95",
+        "accuracy_final_mean_ours_ge_pml",
+    }
+
+
+def test_recognition_quality_is_compared_by_the_seed_means() -> None:
+    def side(final: float, best: float) -> dict[str, float]:
+        return {"final_acc": final, "best_acc": best}
+
+    per_seed = {
+        0: {"ours": side(0.88, 0.90), "pml": side(0.90, 0.91)},
+        1: {"ours": side(0.91, 0.92), "pml": side(0.89, 0.90)},
+        2: {"ours": side(0.88, 0.89), "pml": side(0.87, 0.88)},
+    }
+    got = seed_means(per_seed)
+    assert got["seeds"] == [0, 1, 2]
+    assert got["mean"]["ours_final_acc"] == pytest.approx(2.67 / 3)
+    assert got["mean"]["pml_best_acc"] == pytest.approx(2.69 / 3)
+    assert got["mean"]["acc_final_ours_minus_pml"] == pytest.approx((2.67 - 2.66) / 3)
 
 
 @pytest.mark.slow
