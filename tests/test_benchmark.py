@@ -23,16 +23,29 @@ SCRIPT = REPO / "scripts" / "benchmark.py"
 MEMBRANE = REPO / ".." / "shared" / "data" / "membrane"
 
 
-def _run_tiny(suite: str, out: Path, *extra: str) -> dict[str, Any]:
-    """Run one suite as `python scripts/benchmark.py <suite> --tiny --out <out> [extra...]`."""
+BCCD = REPO / ".." / "shared" / "data" / "bccd"
+ATT = REPO / ".." / "shared" / "data" / "att_faces"
+# The suites run together in one process (one interpreter start and import for all of them),
+# each with the data it needs (None: built in). `data` runs on its own: its --families option
+# would narrow `overhead` too.
+TOGETHER = {"overhead": None, "segmentation": MEMBRANE, "detection": BCCD, "recognition": ATT,
+            "iqa": None}  # fmt: skip
+
+
+def _run_tiny(suites: list[str], out: Path, *extra: str) -> None:
+    """`python scripts/benchmark.py <suites...> --tiny --out <out> [extra...]`."""
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), suite, "--tiny", "--out", str(out), *extra],
+        [sys.executable, str(SCRIPT), *suites, "--tiny", "--out", str(out), *extra],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def _result(suite: str, out: Path) -> dict[str, Any]:
+    """One suite's JSON result, after checking what every suite writes."""
     assert (out / f"{suite}.md").read_text().startswith("# ")
     result = json.loads((out / f"{suite}.json").read_text())
     assert result["suite"] == suite and result["tiny"] is True
@@ -41,6 +54,14 @@ def _run_tiny(suite: str, out: Path, *extra: str) -> dict[str, Any]:
     )
     assert result["runtime_s"] > 0
     return result
+
+
+@pytest.fixture(scope="module")
+def together(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The output folder of one tiny run of every suite in TOGETHER whose data is present."""
+    out = tmp_path_factory.mktemp("bench_tiny")
+    _run_tiny([s for s, needs in TOGETHER.items() if needs is None or needs.is_dir()], out)
+    return out
 
 
 def _positive(x: Any) -> bool:
@@ -120,8 +141,8 @@ def test_suites_are_the_generic_ones_plus_one_per_family_bench() -> None:
 
 
 @pytest.mark.slow
-def test_overhead_suite_tiny(tmp_path: Path) -> None:
-    result = _run_tiny("overhead", tmp_path)
+def test_overhead_suite_tiny(together: Path) -> None:
+    result = _result("overhead", together)
     # every family whose bench module has a training loop
     assert set(result["families"]) == set(family_benches(training=True))
     for fam in result["families"].values():
@@ -138,7 +159,8 @@ def test_overhead_suite_tiny(tmp_path: Path) -> None:
 def test_data_suite_tiny(tmp_path: Path) -> None:
     """The suite's code is the same for every case; one family's cases keep the test short
     (the other families' pipelines have their own tests, and full runs time them)."""
-    result = _run_tiny("data", tmp_path, "--families", "segmentation")
+    _run_tiny(["data"], tmp_path, "--families", "segmentation")
+    result = _result("data", tmp_path)
     assert set(result["cases"]) == {"segmentation/synthetic", "segmentation/membrane"}
     synthetic = result["cases"]["segmentation/synthetic"]
     assert set(synthetic["loader"]) == {"workers=0", "workers=1"}
@@ -153,8 +175,8 @@ def test_data_suite_tiny(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not MEMBRANE.is_dir(), reason="membrane data (../shared/data) not present")
-def test_segmentation_suite_tiny(tmp_path: Path) -> None:
-    result = _run_tiny("segmentation", tmp_path)
+def test_segmentation_suite_tiny(together: Path) -> None:
+    result = _result("segmentation", together)
     for side in ("ours", "smp"):
         q = result["quality"][side]
         assert len(q["history"]) == 1  # one validation after the single tiny epoch
@@ -170,24 +192,24 @@ def test_segmentation_suite_tiny(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (REPO / ".." / "shared" / "data" / "bccd").is_dir(), reason="no BCCD")
-def test_detection_suite_tiny(tmp_path: Path) -> None:
+@pytest.mark.skipif(not BCCD.is_dir(), reason="no BCCD")
+def test_detection_suite_tiny(together: Path) -> None:
     """Our side of the Ultralytics comparison (Ultralytics itself lives in its own venv, which CI
     does not have): a whole train.py run timed, and BCCD exported for Ultralytics."""
-    result = _run_tiny("detection", tmp_path)
+    result = _result("detection", together)
     _check_timed(result["throughput"]["ours"])
     assert set(result["throughput"]) == {"ours"} and "throughput_ratio" not in result
-    assert (tmp_path / "bccd_yolo" / "data.yaml").is_file()
-    assert len(list((tmp_path / "bccd_yolo" / "labels" / "train").glob("*.txt"))) == 205
+    assert (together / "bccd_yolo" / "data.yaml").is_file()
+    assert len(list((together / "bccd_yolo" / "labels" / "train").glob("*.txt"))) == 205
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (REPO / ".." / "shared" / "data" / "att_faces").is_dir(), reason="no AT&T")
-def test_recognition_suite_tiny(tmp_path: Path) -> None:
+@pytest.mark.skipif(not ATT.is_dir(), reason="no AT&T")
+def test_recognition_suite_tiny(together: Path) -> None:
     """Our ArcFace under trainer.fit vs pml's ArcFaceLoss in a plain loop: both start from the
     same backbone weights, and the plain side's scoring gives our network the accuracy our
     module logged (so the two sides are scored alike)."""
-    result = _run_tiny("recognition", tmp_path)
+    result = _result("recognition", together)
     assert result["quality"]["seeds"] == [result["settings"]["seed"]]  # --tiny: the config's
     q = result["quality"]["per_seed"][str(result["settings"]["seed"])]
     assert q["same_initial_backbone"] is True
@@ -223,9 +245,9 @@ def test_recognition_quality_is_compared_by_the_seed_means() -> None:
 
 
 @pytest.mark.slow
-def test_iqa_suite_tiny(tmp_path: Path) -> None:
+def test_iqa_suite_tiny(together: Path) -> None:
     """Our SSIM and VSI next to piq's on the same tiny batch, with a paired ratio each."""
-    result = _run_tiny("iqa", tmp_path)
+    result = _result("iqa", together)
     assert set(result["metrics"]) == {"ssim", "vsi"}
     for entry in result["metrics"].values():
         _check_timed(entry["ours"])

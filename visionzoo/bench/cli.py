@@ -1,11 +1,12 @@
 """Reproducible speed and quality benchmarks for visionzoo.
 
-    python scripts/benchmark.py <suite> [--out bench_out] [--tiny] [--repeats N] [--warmup N]
-                                        [--device auto|cpu|cuda] [--override KEY=VALUE ...]
+    python scripts/benchmark.py <suite> [<suite> ...] [--out bench_out] [--tiny] [--repeats N]
+                                [--warmup N] [--device auto|cpu|cuda] [--override KEY=VALUE ...]
 
 Suites: ``overhead`` (framework cost per family), ``data`` (the input pipeline per dataset case)
 and one per family whose bench module defines a comparison against a reference implementation,
-named after the family. Each writes ``<out>/<suite>.json`` and ``<out>/<suite>.md``.
+named after the family. Each writes ``<out>/<suite>.json`` and ``<out>/<suite>.md``; several
+suites named on one command line run one after the other in one process.
 
 Every figure is the median over ``--repeats`` timed runs after ``--warmup`` untimed-for-results
 runs; wherever two sides are compared they alternate within one process, so load from other
@@ -40,7 +41,13 @@ def parse_args(
 ) -> argparse.Namespace:
     """The command line: common options, then each suite's own group."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("suite", choices=list(available), help="the suite to run (options below)")
+    p.add_argument(
+        "suites",
+        nargs="+",
+        choices=list(available),
+        metavar="suite",
+        help=f"the suites to run, in order (options below): {', '.join(available)}",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -85,12 +92,9 @@ def parse_args(
             defaults = f"default --repeats {suite.repeats}, --warmup {suite.warmup}"
             suite.add_arguments(p.add_argument_group(name, f"{suite.help}; {defaults}"))
     args = p.parse_args(argv)
-    suite = available[args.suite]
-    if args.repeats is None:
-        args.repeats = 1 if args.tiny else suite.repeats
-    if args.warmup is None:
-        args.warmup = 0 if args.tiny else suite.warmup
-    if args.repeats < 1 or args.warmup < 0:
+    if (args.repeats is not None and args.repeats < 1) or (
+        args.warmup is not None and args.warmup < 0
+    ):
         p.error("--repeats must be ≥ 1 and --warmup ≥ 0")
     return args
 
@@ -109,21 +113,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.argv[1:] if argv is None else list(argv)
     )
     packages = sorted({p for b in family_benches().values() for p in b.packages})
-    start, load_start = time.perf_counter(), load_average()
-    suite = available[args.suite]
-    result = {
-        "suite": args.suite,
-        "command": command,
-        "tiny": args.tiny,
-        "repeats": args.repeats,
-        "warmup": args.warmup,
-        "machine": machine_info(packages),
-        "load_average_start": load_start,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    result.update(suite.run(args, device))
-    result["runtime_s"] = round(time.perf_counter() - start, 1)
-    result["load_average_end"] = load_average()
-    json_path, md_path = write_result(args.out, args.suite, result, suite.markdown)
-    print(f"wrote {json_path} and {md_path} ({result['runtime_s']:.0f} s)")
+    for name in dict.fromkeys(args.suites):
+        suite = available[name]
+        # --repeats / --warmup default to each suite's own (1 and 0 with --tiny)
+        resolved = argparse.Namespace(**vars(args))
+        resolved.suite = name
+        if args.repeats is None:
+            resolved.repeats = 1 if args.tiny else suite.repeats
+        if args.warmup is None:
+            resolved.warmup = 0 if args.tiny else suite.warmup
+        start, load_start = time.perf_counter(), load_average()
+        result = {
+            "suite": name,
+            "command": command,
+            "tiny": args.tiny,
+            "repeats": resolved.repeats,
+            "warmup": resolved.warmup,
+            "machine": machine_info(packages),
+            "load_average_start": load_start,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        result.update(suite.run(resolved, device))
+        result["runtime_s"] = round(time.perf_counter() - start, 1)
+        result["load_average_end"] = load_average()
+        json_path, md_path = write_result(args.out, name, result, suite.markdown)
+        print(f"wrote {json_path} and {md_path} ({result['runtime_s']:.0f} s)", flush=True)
     return 0
