@@ -28,10 +28,13 @@ class AestheticsModule(VisionModule):
 
     - ``distribution``: squared EMD (r = ``emd_r``) between the predicted and the vote
       distribution (NIMA); the predicted score is the distribution's mean;
-    - ``binary``: binary cross-entropy on high (mean ≥ 5) vs low (RAPID, DMA-Net); the score
-      is the high/low logit;
+    - ``binary``: binary cross-entropy on high (mean ≥ 5) vs low (the RAPID and DMA-Net
+      papers' objective); the score is the high/low logit;
     - ``regression``: squared error of the predicted mean score plus ``rank_weight`` × the
-      pairwise rank loss (``visionzoo.losses.ranking``, margin ``rank_margin``).
+      pairwise rank loss (``visionzoo.losses.ranking``, margin ``rank_margin``); high = a
+      predicted mean ≥ 5. The configs' default for RAPID and DMA-Net: it keeps how far from
+      5 each image is, which the high/low label drops (on the synthetic set at equal epochs it
+      classifies better than ``binary``: README).
 
     ``loss`` is accepted for the CLI's sake and must be null (the objective picks the loss).
     ``plots`` writes a histogram of predicted vs true mean scores at each validation."""
