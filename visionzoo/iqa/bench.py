@@ -3,15 +3,17 @@ on the same batch of 512×384 images, side by side in alternating rounds.
 
 Both sides get the same tensors and equivalent settings: SSIM and MS-SSIM on the luma channel
 (11×11 Gaussian, σ = 1.5; SSIM with ssim.m's automatic downsampling, which piq's
-``downsample=True`` also implements), VSI on RGB. piq has no NIQE, and its BRISQUE downloads
-its SVR weights on first use, so those two run on our side only unless the weights are already
-in torch's hub cache. The images are the TID2013 calibration pairs when ``../shared`` is there
+``downsample=True`` also implements), VSI on RGB. piq has no NIQE (ours runs alone). piq's
+BRISQUE downloads its SVR (the official LIVE model) on first use; when torch's hub cache does
+not hold it, piq's code gets the same model's support vectors from our converted copy. The
+images are the TID2013 calibration pairs when ``../shared`` is there
 (repeated to fill the batch), else seeded textures of that size.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +27,7 @@ from visionzoo.bench.harness import REPO, Measurement, alternate, paired_ratio, 
 from visionzoo.bench.report import md_header, md_table, raw_table
 from visionzoo.core.io import read_rgb
 from visionzoo.iqa.classical import brisque, ms_ssim, niqe, ssim, vsi
+from visionzoo.iqa.classical.brisque import PARAMS as BRISQUE_PARAMS
 from visionzoo.iqa.classical.color import to_channels
 
 CALIBRATION = REPO / ".." / "shared" / "data" / "iqa_calibration"
@@ -54,6 +57,28 @@ def _piq_brisque_cached() -> bool:
     return hub.is_file()
 
 
+def _piq_brisque_offline(dist: torch.Tensor, model: dict[str, np.ndarray]) -> torch.Tensor:
+    """piq's BRISQUE with the official LIVE SVR handed to it: piq downloads the same model
+    (its ``gamma`` and ``rho`` are the MATLAB model's) from GitHub, which an offline machine
+    cannot reach. The support vectors and coefficients come from our converted copy of that
+    model; the time is piq's code's either way."""
+    piq_brisque = importlib.import_module("piq.brisque")  # the module (``piq.brisque`` is
+    # also the function, which the package's namespace exports under the same name)
+
+    def load_url(url: str, map_location: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        # float32, as in piq's weights file (its features are float32)
+        coef = torch.as_tensor(model["dual_coef"], dtype=torch.float32, device=map_location)
+        sv = torch.as_tensor(model["support_vectors"], dtype=torch.float32, device=map_location)
+        return coef, sv
+
+    real = piq_brisque.load_url
+    piq_brisque.load_url = load_url
+    try:
+        return piq_brisque.brisque(dist, data_range=1.0, reduction="none")
+    finally:
+        piq_brisque.load_url = real
+
+
 def _sides(metric: str, dist: torch.Tensor, ref: torch.Tensor) -> dict[str, Callable[[], Any]]:
     """The calls each side makes for one metric (ours first; piq where it has the metric)."""
     import piq
@@ -79,6 +104,9 @@ def _sides(metric: str, dist: torch.Tensor, ref: torch.Tensor) -> dict[str, Call
     sides: dict[str, Callable[[], Any]] = {"ours": lambda: brisque(dist)}
     if _piq_brisque_cached():
         sides["piq"] = lambda: piq.brisque(dist, data_range=1.0, reduction="none")
+    else:
+        model = dict(np.load(BRISQUE_PARAMS))
+        sides["piq"] = lambda: _piq_brisque_offline(dist, model)
     return sides
 
 

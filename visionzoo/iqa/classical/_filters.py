@@ -75,7 +75,26 @@ def filter2d(x: torch.Tensor, window: torch.Tensor, *, padding: str = "valid") -
             raise ValueError(
                 f"padding={padding!r} is not one of 'valid', 'zeros', 'replicate', 'symmetric'"
             )
-    return F.conv2d(x, weight, groups=c)
+    factors = _separable(window)
+    if factors is None:
+        return F.conv2d(x, weight, groups=c)
+    # a rank-1 window (a Gaussian): a column pass then a row pass, kh + kw multiply-adds per
+    # pixel instead of kh·kw (float64 convolutions on the CPU are slow); equal up to rounding
+    col, row = (f.to(x) for f in factors)
+    x = F.conv2d(x, col.view(1, 1, kh, 1).expand(c, 1, kh, 1), groups=c)
+    return F.conv2d(x, row.view(1, 1, 1, kw).expand(c, 1, 1, kw), groups=c)
+
+
+def _separable(window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(column, row)`` with ``window == column ⊗ row`` to rounding, or None (not rank 1)."""
+    w = window.double()
+    total = w.sum()
+    if w.shape[0] < 3 or w.shape[1] < 3 or total == 0:
+        return None
+    col, row = w.sum(1), w.sum(0) / total
+    if (torch.outer(col, row) - w).abs().max() > 1e-12 * w.abs().max():
+        return None
+    return col, row
 
 
 def filter_separable_valid(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
