@@ -383,7 +383,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [
         f"`{s['recipe']}`: {s['backbone']} (embedding {s['embedding_size']}), {s['epochs']} "
         f"epochs, faces {s['image_size']}, batch {s['batch_size']}, {s['num_workers']} workers, "
-        f"quality seeds {s['quality_seeds']} (throughput: seed {s['seed']}), {s['device']}, precision {s['precision']}. Ours: `{s['ours_head']}` "
+        f"quality seeds {s['quality_seeds']} (throughput: seed {s['seed']}), {s['device']}, "
+        f"precision {s['precision']}. Ours: `{s['ours_head']}` "
         f"under `trainer.fit`; pml: `{s['pml_head']}` on the same backbone in a plain loop. "
         f"Class matrix init: {s['class_matrix_init']}.",
         "",
