@@ -50,3 +50,23 @@ class SeededSampler(Sampler[tuple[int, ...]]):
         for idx in order[rank::world]:
             seed = (self.seed * 7_919 + self.epoch * 104_729 + idx) % 2**32
             yield (idx, seed, self.epoch) if self.with_epoch else (idx, seed)
+
+
+class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Base of the batch samplers (``DataLoader(batch_sampler=...)``) whose batches depend on
+    the epoch, such as P×K identity batches and MetaIQA's episodes.
+
+    Lightning hands the epoch to ``loader.sampler`` and ``loader.batch_sampler.sampler`` only,
+    never to the batch sampler itself, so without help such a sampler repeats epoch 0's
+    batches for ever. ``sampler`` names the batch sampler itself: its ``set_epoch`` is then
+    called where Lightning calls every sampler's, also when a run resumes mid-epoch."""
+
+    epoch = 0
+
+    @property
+    def sampler(self) -> EpochBatchSampler:
+        """This object, for Lightning's ``set_epoch`` call (see the class docstring)."""
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset, Sampler
 
 from visionzoo.core.datamodule import VisionDataModule
 from visionzoo.core.io import DataError, read_rgb
-from visionzoo.core.sampler import SeededSampler
+from visionzoo.core.sampler import EpochBatchSampler, SeededSampler
 from visionzoo.iqa.formats import QualityRecord, read_fr_csv, read_kadid, read_nr_csv, read_tid2013
 from visionzoo.iqa.splits import split_records
 
@@ -101,7 +101,7 @@ class IQADataset(Dataset):
         }
 
 
-class EpisodeBatchSampler(Sampler[list[tuple[int, int]]]):
+class EpisodeBatchSampler(EpochBatchSampler):
     """MetaIQA's episodes for the first ``meta_epochs`` epochs, plain shuffled batches after.
 
     An episode batch holds ``tasks`` blocks of ``support + query`` samples, each block from one
@@ -134,7 +134,7 @@ class EpisodeBatchSampler(Sampler[list[tuple[int, int]]]):
         self.block, self.tasks, self.seed, self.epoch = block, tasks, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        super().set_epoch(epoch)
         self.plain.set_epoch(epoch)
 
     def __len__(self) -> int:

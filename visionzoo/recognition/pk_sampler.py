@@ -10,9 +10,8 @@ import math
 from collections.abc import Iterator, Sequence
 
 import torch
-from torch.utils.data import Sampler
 
-from visionzoo.core.sampler import SeededSampler
+from visionzoo.core.sampler import EpochBatchSampler, SeededSampler
 
 
 def _draw(pool: list[int], population: Sequence[int], n: int, g: torch.Generator) -> list[int]:
@@ -32,7 +31,7 @@ def _draw(pool: list[int], population: Sequence[int], n: int, g: torch.Generator
     return taken
 
 
-class PKBatchSampler(Sampler[list[tuple[int, int]]]):
+class PKBatchSampler(EpochBatchSampler):
     """Yields batches as lists of ``(index, sample_seed)``: P distinct identities, K images of
     each, identity after identity. A batch sampler for ``DataLoader(batch_sampler=...)``
     (``VisionDataModule.batch_sampler``).
@@ -67,10 +66,6 @@ class PKBatchSampler(Sampler[list[tuple[int, int]]]):
         self.seed = seed
         self.epoch = 0
         self.num_batches = max(1, len(labels) // (p * k))  # one epoch, all ranks together
-
-    def set_epoch(self, epoch: int) -> None:
-        """Called before every epoch (Lightning, ``VisionDataModule.loader``)."""
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return math.ceil(self.num_batches / SeededSampler._world()[1])
