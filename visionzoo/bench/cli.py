@@ -117,7 +117,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         suite = available[name]
         # --repeats / --warmup default to each suite's own (1 and 0 with --tiny)
         resolved = argparse.Namespace(**vars(args))
-        resolved.suite = name
         if args.repeats is None:
             resolved.repeats = 1 if args.tiny else suite.repeats
         if args.warmup is None:

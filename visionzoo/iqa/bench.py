@@ -155,8 +155,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = md_header("Image quality benchmark: our classical metrics vs piq", result)
     lines += [
         f"Batch of {s['batch']} images of {s['size'][1]}×{s['size'][0]} px ({s['images']}), "
-        f"{s['device']}. SSIM / MS-SSIM on luma, VSI on RGB; piq has no NIQE, and its BRISQUE "
-        "needs weights downloaded on first use (timed only when cached).",
+        f"{s['device']}. SSIM / MS-SSIM on luma, VSI on RGB; piq has no NIQE. piq's BRISQUE "
+        "runs with the official LIVE SVR (from torch's hub cache, else our converted copy).",
         "",
     ]
     rows = []
