@@ -152,3 +152,36 @@ def fit_run(
         trainer.callbacks.append(StopAfter(stop_after))
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     return trainer, module
+
+
+KILLED_RUN = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+import pytorch_lightning as pl
+from conftest import compose
+from visionzoo.cli import build_run
+
+class Kill(pl.Callback):
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.current_epoch == {epoch} and batch_idx == 1:
+            os.kill(os.getpid(), signal.SIGKILL)  # no clean-up, as a crash or an OOM kill
+
+pl.seed_everything(0, workers=True, verbose=False)
+cfg = compose({overrides!r}, __import__("pathlib").Path({run_dir!r}))
+trainer, module, datamodule = build_run(cfg, __import__("pathlib").Path({run_dir!r}))
+trainer.callbacks.append(Kill())
+trainer.fit(module, datamodule=datamodule)
+"""
+
+
+def killed_run(overrides: list[str], run_dir: Path, epoch: int) -> Path:
+    """Train as ``fit_run`` does in a child process that is SIGKILLed at the second batch of
+    ``epoch`` (0-based) and return its ``last.ckpt``: what a crashed run leaves to resume."""
+    script = KILLED_RUN.format(
+        tests=str(Path(__file__).parent), overrides=overrides, run_dir=str(run_dir), epoch=epoch
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    return run_dir / "checkpoints" / "last.ckpt"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CPU_DDP, TINY_SEG, compose, fit_run, run_cli, run_entry
+from conftest import CPU_DDP, TINY_SEG, compose, fit_run, killed_run, run_cli, run_entry
 from PIL import Image
 
 from visionzoo.cli import UserError, build_run, check_model_task, eval_entry, train_entry
@@ -84,8 +84,8 @@ def test_fast_dev_run_every_model(model: str, tmp_path: Path) -> None:
 
 
 def test_resume_continues_the_exact_schedule(tmp_path: Path) -> None:
-    """Stopped after 2 of 4 epochs and resumed from last.ckpt ends with the same weights as
-    one uninterrupted 4-epoch run (CPU, fixed seed, 2 persistent loader workers)."""
+    """Killed with SIGKILL inside epoch 3 of 4 and resumed from last.ckpt: the same weights as
+    one uninterrupted 4-epoch run (CPU, fixed seed, the default 2 persistent loader workers)."""
     overrides = [
         *TINY_SEG,
         "trainer.max_epochs=4",
@@ -99,9 +99,9 @@ def test_resume_continues_the_exact_schedule(tmp_path: Path) -> None:
         return fit_run(overrides, run_dir, stop_after, ckpt)
 
     _, full = fit(tmp_path / "full")
-    first, _ = fit(tmp_path / "part", stop_after=2)
-    assert first.current_epoch == 2
-    last = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    last = killed_run(overrides, tmp_path / "part", epoch=2)
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert saved["epoch"] == 1  # the end of epoch 2 (0-based 1), written before the kill
     _, resumed = fit(tmp_path / "part2", ckpt=str(last))
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), name

@@ -246,3 +246,45 @@ def test_mask_messages_say_what_to_set(tmp_path: Path) -> None:
         decoder(tmp_path / "camvid.png")
     with pytest.raises(DataError, match=r"nowhere.*check data\.root"):
         list_images(tmp_path / "nowhere")
+
+
+def test_asynchronous_checkpoint_is_a_snapshot(tmp_path: Path) -> None:
+    """The background writer stores the tensors as they were when the save was asked for, even
+    if training changes them before the thread writes (Lightning copies them first)."""
+    from visionzoo.cli import checkpoint_io
+
+    io = checkpoint_io(asynchronous=True)
+    weight = torch.arange(6.0)
+    io.save_checkpoint({"w": weight, "epoch": 3}, tmp_path / "a.ckpt")
+    weight.add_(100)  # the next optimizer step
+    io.teardown()  # joins the writer, as fit's teardown does
+    saved = torch.load(tmp_path / "a.ckpt", weights_only=True)
+    assert saved["epoch"] == 3 and torch.equal(saved["w"], torch.arange(6.0))
+
+
+def test_disk_full_during_training_is_one_line_and_keeps_checkpoints(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A checkpoint write failing on the background thread (disk full from epoch 2 on) stops
+    the run with one line naming the file, and epoch 1's checkpoints stay readable."""
+    import errno
+
+    from visionzoo.core import checkpoint
+
+    real, calls = checkpoint.atomic_write_bytes, []
+
+    def filling_disk(path, data):
+        calls.append(path)
+        if len(calls) > 2:  # epoch 1 wrote best.ckpt and last.ckpt
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, data)
+
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", filling_disk)
+    run = tmp_path / "run"
+    code, err = run_entry(
+        train_entry, *TINY_SEG, "trainer.max_epochs=3", "logger=none", f"hydra.run.dir={run}"
+    )
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert "No space left" in err and str(run / "checkpoints") in err, err
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 0

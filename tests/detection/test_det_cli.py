@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CPU_DDP, TINY_DET, compose, fit_run, run_cli
+from conftest import CPU_DDP, TINY_DET, compose, fit_run, killed_run, run_cli
 from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -119,8 +119,8 @@ def test_fast_dev_run_every_detection_model(model: str, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_resume_continues_the_exact_schedule(tmp_path: Path) -> None:
-    """Warm-up, accumulation, EMA, mosaic closing: stopping after 2 of 4 epochs and resuming
-    from last.ckpt ends with the weights of one uninterrupted run."""
+    """Warm-up, accumulation, EMA, mosaic closing: killed with SIGKILL inside epoch 3 of 4
+    and resumed from last.ckpt, a run ends with the weights of one uninterrupted run."""
     overrides = [
         *TINY_DET,
         "trainer.max_epochs=4",
@@ -136,9 +136,9 @@ def test_resume_continues_the_exact_schedule(tmp_path: Path) -> None:
         return fit_run(overrides, run_dir, stop_after, ckpt)
 
     _, full = fit(tmp_path / "full")
-    first, _ = fit(tmp_path / "part", stop_after=2)
-    assert first.current_epoch == 2
-    last = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    last = killed_run(overrides, tmp_path / "part", epoch=2)
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert saved["epoch"] == 1  # the end of epoch 2 (0-based 1), written before the kill
     _, resumed = fit(tmp_path / "part2", ckpt=str(last))
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), name

@@ -73,10 +73,16 @@ def test_mask_folder_batches(tmp_path: Path) -> None:
 
     val = next(iter(dm.val_dataloader()))
     assert val["path"] == [str(tmp_path / "images" / "img3.png")]
-    # eval: 40×48 → 32×32 nearest resize keeps the half/half split exactly (column 16 ← 24)
+    # eval: the image is resized to 32×32, the mask stays at the label file's 40×48
+    expected = torch.zeros(1, 40, 48, dtype=torch.long)
+    expected[..., 24:] = 1
+    assert torch.equal(val["mask"], expected)
+    # eval_native_labels=false: 40×48 → 32×32 nearest keeps the half/half split (column 16 ← 24)
+    shrunk = _dm(tmp_path, value_map={0: 0, 255: 1}, eval_native_labels=False)
+    shrunk.setup("validate")
     expected = torch.zeros(1, 32, 32, dtype=torch.long)
     expected[..., 16:] = 1
-    assert torch.equal(val["mask"], expected)
+    assert torch.equal(next(iter(shrunk.val_dataloader()))["mask"], expected)
     norm = (np.array(COLOUR) / 255 - MEAN) / STD
     ref = torch.tensor(norm, dtype=torch.float32).view(1, 3, 1, 1).expand(1, 3, 32, 32)
     torch.testing.assert_close(val["image"], ref, atol=1e-5, rtol=0)

@@ -141,7 +141,7 @@ class AestheticsModule(VisionModule):
         self.metrics[stage].reset()
         self.mean_loss[stage].reset()
         self.log_metrics(stage, metrics)
-        if stage == "val" and self.hparams.plots and self.trainer.is_global_zero:
+        if stage == "val" and self.plots_due():
             self._write_plot(scores)
 
     def on_validation_epoch_end(self) -> None:

@@ -93,6 +93,17 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[pl.Callback]:
     return callbacks
 
 
+def checkpoint_io(asynchronous: bool) -> Any:
+    """Atomic checkpoint writes; ``asynchronous``: on a background thread (Lightning's
+    ``AsyncCheckpointIO``: tensors are copied on the training thread, so the file holds the
+    state of the moment it was asked for, and the thread is joined before ``fit`` returns)."""
+    if not asynchronous:
+        return AtomicCheckpointIO()
+    from pytorch_lightning.plugins.io import AsyncCheckpointIO
+
+    return AsyncCheckpointIO(AtomicCheckpointIO())
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path, **extra: Any) -> pl.Trainer:
     loggers = [hydra.utils.instantiate(v) for v in (cfg.get("logger") or {}).values()]
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -114,7 +125,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, **extra: Any) -> pl.Trainer:
         callbacks=build_callbacks(cfg, run_dir),
         enable_progress_bar=cfg.callbacks.progress != "none",
         default_root_dir=str(run_dir),
-        plugins=[AtomicCheckpointIO()],
+        plugins=[checkpoint_io(bool(cfg.callbacks.checkpoint.get("asynchronous", False)))],
         use_distributed_sampler=False,  # SeededSampler shards by rank itself
         **extra,
     )

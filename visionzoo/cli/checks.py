@@ -5,6 +5,7 @@ Part of the CLI, the only Hydra-aware code."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -152,12 +153,45 @@ NUMERIC_OPTIONS: dict[str, tuple[int, bool]] = {
     "data.batch_size": (1, False),
     "data.eval_batch_size": (1, True),
     "data.num_workers": (0, False),
+    "task.plot_every": (1, False),
 }
 
 
+# Documented options with a fixed set of values.
+CHOICE_OPTIONS: dict[str, tuple[Any, ...]] = {
+    "callbacks.progress": ("rich", "tqdm", "none"),
+    "task.inference.mode": ("whole", "slide"),
+    "data.pin_memory": ("auto", True, False),
+    "model.channels_last": ("auto", True, False),
+}
+# Sections whose every leaf is a number (probabilities, gains, ranges) or a list of numbers.
+NUMBER_SECTIONS = ("data.augment",)
+
+
+def _numbers_only(node: Any, key: str) -> None:
+    if isinstance(node, DictConfig):
+        for k in node:
+            _numbers_only(node[k], f"{key}.{k}")
+    elif isinstance(node, ListConfig):
+        for i, v in enumerate(node):
+            _numbers_only(v, f"{key}[{i}]")
+    elif node is not None and (not isinstance(node, int | float) or isinstance(node, bool)):
+        raise UserError(f"{key}={node!r}: expected a number (see the data config's comment)")
+
+
 def check_values(cfg: DictConfig) -> None:
-    """Types and ranges of the documented options (``NUMERIC_OPTIONS``, ``data.image_size``,
-    ``optimizer.lr``), each refused in one line naming the key and what is valid."""
+    """Types and ranges of the documented options (``NUMERIC_OPTIONS``, ``CHOICE_OPTIONS``,
+    ``NUMBER_SECTIONS``, ``data.image_size``, ``optimizer.lr``), each refused in one line
+    naming the key and what is valid."""
+    for key, choices in CHOICE_OPTIONS.items():
+        value = OmegaConf.select(cfg, key, default="absent")
+        if value != "absent" and not any(
+            value is c or value == c and type(value) is type(c) for c in choices
+        ):
+            shown = ", ".join(str(c).lower() if isinstance(c, bool) else c for c in choices)
+            raise UserError(f"{key}={value!r}: choose one of {shown}")
+    for key in NUMBER_SECTIONS:
+        _numbers_only(OmegaConf.select(cfg, key, default=None), key)
     for key, (low, nullable) in NUMERIC_OPTIONS.items():
         value = OmegaConf.select(cfg, key, default="absent")
         if value == "absent" or (value is None and nullable):

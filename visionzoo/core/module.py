@@ -59,10 +59,17 @@ class VisionModule(pl.LightningModule):
         monitor_mode: str = "max",
         data_meta: dict[str, Any] | None = None,
         data: dict[str, Any] | None = None,
+        plot_every: int = 1,
         **task_kw: Any,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if not isinstance(plot_every, int) or isinstance(plot_every, bool) or plot_every < 1:
+            raise ValueError(
+                f"task.plot_every={plot_every!r} must be a whole number ≥ 1 (draw the validation "
+                "figures every N validation epochs; the final epoch always draws them)"
+            )
+        self.plot_every = plot_every
         name, model_kw, runtime = split_model_spec(model)
         self.model = create_model(name, **model_kw)
         self.compile_model = bool(runtime.get("compile", False))
@@ -156,6 +163,18 @@ class VisionModule(pl.LightningModule):
         """``predict.py``: write the family's outputs for ``files`` into ``out_dir`` and return
         one JSON-able record per prediction (families with ``Family.predict`` implement it)."""
         raise NotImplementedError(f"{type(self).__name__} does not predict files")
+
+    def plots_due(self) -> bool:
+        """Whether this validation draws its figures: ``task.plots`` on, rank 0, not the sanity
+        check, and every ``task.plot_every``-th epoch (counting from 1) or the final epoch."""
+        trainer = self.trainer
+        if not self.hparams.get("plots", True) or trainer.sanity_checking:
+            return False
+        if not trainer.is_global_zero:
+            return False
+        epoch = self.current_epoch + 1
+        final = trainer.max_epochs is not None and epoch >= trainer.max_epochs
+        return final or epoch % self.plot_every == 0
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["visionzoo"] = {"best": self.best, "version": 1}

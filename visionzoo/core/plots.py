@@ -26,6 +26,18 @@ def palette(n: int) -> np.ndarray:
     return out
 
 
+def class_colours(n: int) -> np.ndarray:
+    """``n`` distinct RGB colours (uint8, shape [n, 3]), one per class id, none of them black:
+    ``palette`` without its background entry, so class 0 is tinted like every other class."""
+    return palette(n + 1)[1:]
+
+
+def legend_column_inches(labels: Sequence[str], fontsize: float) -> float:
+    """Estimated width in inches of one legend column holding ``labels`` at ``fontsize``
+    points: a character is about 0.6 em, the colour patch plus padding about 3 em."""
+    return (0.6 * max((len(t) for t in labels), default=1) + 3) * fontsize / 72
+
+
 def overlay_mask(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """Blend a class-id mask (H, W), coloured by ``palette``, over an RGB uint8 image."""
     colours = palette(int(mask.max()) + 1)[np.clip(mask, 0, None)]

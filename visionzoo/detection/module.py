@@ -281,7 +281,8 @@ class DetectionModule(VisionModule):
         if self.trainer.sanity_checking or not self.trainer.is_global_zero:
             return
         self._val_result = result  # its results.csv row is written once the epoch's train
-        self._write_plots("val", result)  # losses are averaged, in on_train_epoch_end
+        if self.plots_due():  # losses are averaged, in on_train_epoch_end
+            self._write_plots("val", result)
 
     def on_train_epoch_end(self) -> None:
         # Validation runs inside the training epoch, before Lightning averages the epoch's

@@ -9,15 +9,64 @@ import numpy as np
 import torch
 from torchvision.utils import draw_bounding_boxes
 
-from visionzoo.core.plots import image_grid, palette, plt, save_figure
+from visionzoo.core.plots import class_colours as core_class_colours
+from visionzoo.core.plots import image_grid, legend_column_inches, plt, save_figure
 from visionzoo.detection.records import DetectionRecord
 
-MAX_TICK_LABELS = 30  # beyond this many classes the axes stay unlabelled
+MIN_FONT = 4.0  # points; below this tick labels thin out to every k-th class
+MIN_VALUE_FONT = 5.5  # points; confusion-matrix cell values smaller than this are left out
 
 
 def class_colours(num_classes: int) -> list[tuple[int, int, int]]:
-    """One RGB colour per class: ``palette`` without its black background entry."""
-    return [tuple(int(v) for v in c) for c in palette(num_classes + 1)[1:]]
+    """One RGB colour per class (``core.plots.class_colours``, no black) as int tuples."""
+    return [tuple(int(v) for v in c) for c in core_class_colours(num_classes)]
+
+
+def _legend_fontsize(entries: int) -> float:
+    """Legend font in points: 8 up to 30 entries, shrinking to 6 by about 90."""
+    return float(np.clip(8 - (entries - 30) / 30, 6, 8))
+
+
+def _figure_pr_curves(pr_data: dict[str, np.ndarray], class_names: Sequence[str]) -> plt.Figure:
+    """The figure ``plot_pr_curves`` saves: one named legend entry per class (AP50, or "no
+    labels" for classes without ground truth) plus the mean curve "all", in as many legend
+    columns beside the axes as keep each column under 35 rows."""
+    recall, precision, ap50 = pr_data["recall"], pr_data["precision"], pr_data["ap50"]
+    valid = ~np.isnan(precision).all(1)
+    labels = [
+        f"{name} {ap:.3f}" if ok else f"{name} (no labels)"
+        for name, ap, ok in zip(class_names, ap50, valid, strict=True)
+    ]
+    if valid.any():
+        labels.append(f"all {ap50[valid].mean():.3f}")
+    fontsize = _legend_fontsize(len(labels))
+    ncol = int(np.ceil(len(labels) / 35)) or 1
+    rows = int(np.ceil(len(labels) / ncol))
+    column_in = legend_column_inches(labels, fontsize)
+    height = max(5.5, rows * fontsize * 1.45 / 72 + 1.2)
+    fig, ax = plt.subplots(figsize=(6.5 + ncol * column_in, height))
+    colours = np.asarray(class_colours(len(class_names))).reshape(-1, 3) / 255
+    for label, curve, ok, colour in zip(
+        labels[: len(class_names)], precision, valid, colours, strict=True
+    ):
+        # classes without ground truth still get a (curveless) entry so every name is listed
+        ax.plot(recall if ok else [], curve if ok else [], color=colour, linewidth=1, label=label)
+    if valid.any():
+        ax.plot(recall, precision[valid].mean(0), color="black", linewidth=3, label=labels[-1])
+    ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set_title("Precision-recall at IoU 0.5 (legend: AP50)")
+    if labels:
+        ax.legend(
+            bbox_to_anchor=(1.02, 1),
+            loc="upper left",
+            borderaxespad=0,
+            ncol=ncol,
+            fontsize=fontsize,
+            handlelength=1.5,
+            columnspacing=1.0,
+        )
+    fig.tight_layout()
+    return fig
 
 
 def plot_pr_curves(pr_data: dict[str, np.ndarray], class_names: Sequence[str], path: Path) -> Path:
@@ -26,22 +75,7 @@ def plot_pr_curves(pr_data: dict[str, np.ndarray], class_names: Sequence[str], p
     ``pr_data`` is ``DetectionEvaluator.pr_curves()``: ``recall`` [R], ``precision`` [C, R] (NaN
     rows for classes without ground truth) and ``ap50`` [C].
     """
-    recall, precision, ap50 = pr_data["recall"], pr_data["precision"], pr_data["ap50"]
-    fig, ax = plt.subplots(figsize=(7, 5.5))
-    legend = len(class_names) <= MAX_TICK_LABELS
-    for name, curve, ap in zip(class_names, precision, ap50, strict=True):
-        if not np.isnan(curve).all():
-            ax.plot(recall, curve, linewidth=1, label=f"{name} {ap:.3f}" if legend else None)
-    valid = ~np.isnan(precision).all(1)
-    if valid.any():
-        mean = precision[valid].mean(0)
-        ax.plot(recall, mean, color="black", linewidth=3, label=f"all {ap50[valid].mean():.3f}")
-    ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1.01))
-    ax.set_title("Precision-recall at IoU 0.5 (legend: AP50)")
-    if valid.any():
-        ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(_figure_pr_curves(pr_data, class_names), path)
 
 
 def normalize_confusion_matrix(matrix: np.ndarray) -> np.ndarray:
@@ -50,37 +84,80 @@ def normalize_confusion_matrix(matrix: np.ndarray) -> np.ndarray:
     return np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
 
 
+def _cell_text(value: float, normalize: bool) -> str:
+    """A cell's label: two significant digits for fractions (0.0012, not 0.00), else a count."""
+    return f"{value:.2g}" if normalize else str(int(value))
+
+
+def _tick_step(cell_pt: float) -> tuple[float, int]:
+    """Tick font (points) for cells ``cell_pt`` points apart, and the labelling step: every
+    class while a legible font fits, else every k-th one."""
+    fontsize = float(np.clip(0.7 * cell_pt, MIN_FONT, 10))
+    return fontsize, int(np.ceil(MIN_FONT / (0.7 * cell_pt)))
+
+
+def _figure_confusion_matrix(
+    matrix: np.ndarray, class_names: Sequence[str], normalize: bool = True
+) -> plt.Figure:
+    """The figure ``plot_confusion_matrix`` saves. The axes grow with the class count (about a
+    third of an inch per class, at most 20 inches), tick names use a font that fits one cell,
+    and cell values are written when all of them fit their cells at ``MIN_VALUE_FONT`` or more;
+    beyond that (about 60+ classes with long values) the cells are only coloured."""
+    shown = normalize_confusion_matrix(matrix) if normalize else matrix.astype(np.float64)
+    n = len(class_names) + 1
+    if shown.shape != (n, n):
+        raise ValueError(
+            f"confusion matrix has shape {shown.shape} but {len(class_names)} class names need "
+            f"({n}, {n}) (last row/column: background)"
+        )
+    side = float(np.clip(0.35 * n, 3.5, 20.0))
+    cell_pt = side * 72 / n
+    tick_font, step = _tick_step(cell_pt)
+    names = [*class_names, "background"]
+    margin = 0.6 * max(len(t) for t in names) * tick_font / 72 + 0.6  # rotated names + label
+    fig, ax = plt.subplots(figsize=(side + margin + 1.4, side + margin + 0.5))
+    image = ax.imshow(np.where(shown > 0, shown, np.nan), cmap="Blues", vmin=0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
+    ticks = list(range(0, n, step))
+    ax.set_xticks(ticks, [names[i] for i in ticks], rotation=90, fontsize=tick_font)
+    ax.set_yticks(ticks, [names[i] for i in ticks], fontsize=tick_font)
+    cells = [(i, j, _cell_text(v, normalize)) for (i, j), v in np.ndenumerate(shown) if v > 0]
+    longest = max((len(t) for _, _, t in cells), default=1)
+    value_font = min(9.0, 0.75 * cell_pt, 0.9 * cell_pt / (0.6 * longest))
+    if value_font >= MIN_VALUE_FONT:
+        high = 0.5 * shown.max()
+        for i, j, text in cells:
+            colour = "white" if shown[i, j] > high else "black"
+            # in_layout=False: cell labels never move the axes, so tight_layout stays cheap
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=value_font,
+                color=colour,
+                in_layout=False,
+            )
+    ax.set(xlabel="True", ylabel="Predicted")
+    ax.set_title("Confusion matrix" + (" (columns sum to 1)" if normalize else ""))
+    fig.tight_layout()
+    return fig
+
+
 def plot_confusion_matrix(
     matrix: np.ndarray, class_names: Sequence[str], path: Path, normalize: bool = True
 ) -> Path:
     """Heat map of a ``[C+1, C+1]`` detection confusion matrix (rows predicted, columns true,
     last index background), as ``DetectionEvaluator.confusion_matrix()`` returns it."""
-    shown = normalize_confusion_matrix(matrix) if normalize else matrix.astype(np.float64)
-    n = len(class_names) + 1
-    size = min(4 + 0.4 * n, 16)
-    fig, ax = plt.subplots(figsize=(size, size * 0.85))
-    image = ax.imshow(np.where(shown > 0, shown, np.nan), cmap="Blues", vmin=0)
-    fig.colorbar(image, ax=ax, fraction=0.046)
-    if n <= MAX_TICK_LABELS:
-        names = [*class_names, "background"]
-        ax.set_xticks(range(n), names, rotation=90)
-        ax.set_yticks(range(n), names)
-        for (i, j), v in np.ndenumerate(shown):
-            if v > 0:
-                text = f"{v:.2f}" if normalize else str(int(v))
-                colour = "white" if v > 0.5 * np.nanmax(shown) else "black"
-                ax.text(j, i, text, ha="center", va="center", fontsize=7, color=colour)
-    ax.set(xlabel="True", ylabel="Predicted")
-    ax.set_title("Confusion matrix" + (" (columns sum to 1)" if normalize else ""))
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(_figure_confusion_matrix(matrix, class_names, normalize), path)
 
 
-def plot_label_distribution(
-    records: Sequence[DetectionRecord], class_names: Sequence[str], path: Path
-) -> Path:
-    """Instances per class (crowd / difficult boxes left out) and a 2-D histogram of box width
-    against height, both as fractions of the image size."""
+def _figure_label_distribution(
+    records: Sequence[DetectionRecord], class_names: Sequence[str]
+) -> plt.Figure:
+    """The figure ``plot_label_distribution`` saves: the bar chart widens with the class count
+    (a fifth of an inch per bar, at most 20 inches) so every bar keeps its rotated name."""
     counts = np.zeros(len(class_names), dtype=np.int64)
     sizes = [np.zeros((0, 2))]
     for r in records:
@@ -89,10 +166,20 @@ def plot_label_distribution(
         wh = r.boxes[keep, 2:] - r.boxes[keep, :2]
         sizes.append(wh / np.array([r.width, r.height], dtype=np.float64))
     wh = np.concatenate(sizes)
-    fig, (bars, hist) = plt.subplots(1, 2, figsize=(11, 4.5))
+    n = max(len(class_names), 1)
+    bars_in = float(np.clip(0.2 * n, 4.5, 20.0))
+    tick_font, step = _tick_step(bars_in * 72 / n)
+    names_in = 0.6 * max((len(t) for t in class_names), default=1) * tick_font / 72
+    fig, (bars, hist) = plt.subplots(
+        1,
+        2,
+        figsize=(bars_in + 6.0, 4.0 + names_in),
+        gridspec_kw={"width_ratios": [bars_in, 4.5]},
+    )
     bars.bar(range(len(counts)), counts, color=np.array(class_colours(len(counts))) / 255)
-    if len(counts) <= MAX_TICK_LABELS:
-        bars.set_xticks(range(len(counts)), class_names, rotation=90)
+    ticks = list(range(0, len(class_names), step))
+    bars.set_xticks(ticks, [class_names[i] for i in ticks], rotation=90, fontsize=tick_font)
+    bars.set_xlim(-0.5, n - 0.5)
     bars.set(ylabel="instances", title=f"{int(counts.sum())} boxes in {len(records)} images")
     grid, _, _ = np.histogram2d(wh[:, 0], wh[:, 1], bins=50, range=[[0, 1], [0, 1]])
     shown = hist.imshow(
@@ -101,7 +188,15 @@ def plot_label_distribution(
     fig.colorbar(shown, ax=hist, fraction=0.046, label="boxes")
     hist.set(xlabel="width / image width", ylabel="height / image height", title="Box sizes")
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
+
+
+def plot_label_distribution(
+    records: Sequence[DetectionRecord], class_names: Sequence[str], path: Path
+) -> Path:
+    """Instances per class (crowd / difficult boxes left out) and a 2-D histogram of box width
+    against height, both as fractions of the image size."""
+    return save_figure(_figure_label_distribution(records, class_names), path)
 
 
 def draw_detections(

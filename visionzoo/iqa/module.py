@@ -220,7 +220,7 @@ class IQAModule(VisionModule):
             values["loss"] = self.mean_loss[stage].compute()
         self.mean_loss[stage].reset()
         self.log_metrics(stage, values)
-        if stage == "val" and self.hparams.plots and self.trainer.is_global_zero:
+        if stage == "val" and self.plots_due():
             self._write_plot(samples)
 
     def on_validation_epoch_end(self) -> None:

@@ -178,13 +178,7 @@ class RecognitionModule(VisionModule):
         self.log_metrics(stage, scalars)
 
     def _plotting(self, stage: str) -> bool:
-        return (
-            stage == "val"
-            and bool(self.hparams.plots)
-            and self.trainer.is_global_zero
-            and not self.trainer.sanity_checking
-            and getattr(self, "_plot_dir", None) is not None
-        )
+        return stage == "val" and self.plots_due() and getattr(self, "_plot_dir", None) is not None
 
     def on_fit_start(self) -> None:
         log_dir = self.trainer.log_dir  # broadcast under DDP: every rank asks

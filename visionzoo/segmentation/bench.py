@@ -42,6 +42,7 @@ from visionzoo.bench.harness import (
 from visionzoo.bench.report import md_header, md_table, raw_table
 from visionzoo.cli import build_run, build_trainer, to_plain
 from visionzoo.losses.combined import build_loss
+from visionzoo.segmentation.inference import logits_at_labels
 from visionzoo.segmentation.metrics import SegmentationMetrics
 from visionzoo.segmentation.module import training_loss
 
@@ -128,8 +129,9 @@ def _evaluate_plain(
     for i, batch in enumerate(loader):
         if i >= limit:
             break
-        logits = model(batch["image"].to(device))
-        metric.update(logits.argmax(1), batch["mask"].to(device))
+        mask = batch["mask"].to(device)
+        logits = logits_at_labels(model(batch["image"].to(device)), mask, batch.get("mask_size"))
+        metric.update(logits.argmax(1), mask)
     out = metric.compute()
     return {"dice_fg": float(out["dice_per_class"][fg]), "miou": float(out["miou"])}
 

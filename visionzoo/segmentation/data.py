@@ -19,6 +19,8 @@ from visionzoo.segmentation.formats import (
     MaskDecoder,
     Pair,
     camvid_pairs,
+    is_list_file,
+    list_file_pairs,
     mask_folder_pairs,
     voc_pairs,
 )
@@ -31,13 +33,24 @@ class SegmentationDataset(Dataset):
     """(image, mask) pairs → ``{"image": (3, H, W) float, "mask": (H, W) long, "path": str}``.
 
     Keys are indices or ``(index, seed)`` from ``SeededSampler``; the seed fixes the random
-    augmentation of that sample so resumed runs repeat it exactly.
+    augmentation of that sample so resumed runs repeat it exactly. With ``native_masks`` the
+    transform (evaluation only: resize + normalise) touches the image alone and the mask keeps
+    the label file's resolution, so metrics are computed there (MMSegmentation's convention).
     """
 
-    def __init__(self, pairs: list[Pair], decoder: MaskDecoder, transform: A.Compose) -> None:
+    def __init__(
+        self,
+        pairs: list[Pair],
+        decoder: MaskDecoder,
+        transform: A.Compose,
+        *,
+        native_masks: bool = False,
+    ) -> None:
         self.pairs = pairs
         self.decoder = decoder
         self.transform = transform
+        self.native_masks = native_masks
+        self.ignore_index = decoder.ignore_index
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -52,16 +65,34 @@ class SegmentationDataset(Dataset):
                 f"{str(mask_path)!r} is {mask.shape[1]}×{mask.shape[0]}; they must match"
             )
         seed_pipeline(self.transform, seed)
+        if self.native_masks:
+            image_t = self.transform(image=image)["image"]
+            return {
+                "image": image_t,
+                "mask": torch.from_numpy(mask.astype(np.int64)),
+                "path": str(image_path),
+            }
         out = self.transform(image=image, mask=mask.astype(np.uint8))
         return {"image": out["image"], "mask": out["mask"].long(), "path": str(image_path)}
 
-    @staticmethod
-    def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
+    def collate(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        """Stack a batch; native-resolution masks of different sizes are padded at the bottom
+        and right with ``ignore_index`` and their sizes kept in ``mask_size`` (B, 2)."""
+        masks = [b["mask"] for b in batch]
+        out = {
             "image": torch.stack([b["image"] for b in batch]),
-            "mask": torch.stack([b["mask"] for b in batch]),
             "path": [b["path"] for b in batch],
         }
+        if len({m.shape for m in masks}) == 1:
+            out["mask"] = torch.stack(masks)
+            return out
+        h, w = max(m.shape[0] for m in masks), max(m.shape[1] for m in masks)
+        padded = torch.full((len(masks), h, w), self.ignore_index, dtype=masks[0].dtype)
+        for i, m in enumerate(masks):
+            padded[i, : m.shape[0], : m.shape[1]] = m
+        out["mask"] = padded
+        out["mask_size"] = torch.tensor([m.shape for m in masks])
+        return out
 
 
 def check_ignored_share(
@@ -110,9 +141,11 @@ class SegmentationDataModule(VisionDataModule):
         masks: str = "masks",
         value_map: dict[int, int] | None = None,
         palette: list[list[int]] | None = None,
+        list_prefix: dict[str, str] | None = None,
         ignore_index: int = 255,
         image_size: list[int] | None = (256, 256),
         eval_image_size: list[int] | None = None,
+        eval_native_labels: bool = True,
         augment: dict[str, Any] | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
@@ -139,18 +172,22 @@ class SegmentationDataModule(VisionDataModule):
             raise DataError(f"data.ignore_index={ignore_index} must be in 0..255 (masks are 8-bit)")
         self.splits = dict(splits or {"train": "train", "val": "val", "test": "val"})
         self.images, self.masks = images, masks
+        self.list_prefix = list_prefix
         self.ignore_index = ignore_index
         self.decoder = MaskDecoder(self.num_classes, ignore_index, value_map, palette)
         norm = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
         self.train_tf = segmentation_transform(
             train=True, image_size=image_size, **(augment or {}), **norm
         )
+        self.eval_native_labels = eval_native_labels
         self.eval_tf = segmentation_transform(
             train=False, image_size=eval_image_size or image_size, **norm
         )
 
     def pairs(self, stage: str) -> list[Pair]:
         split = self.splits.get(stage)
+        if is_list_file(split):  # the dataset's own "image label" lines, for any format
+            return list_file_pairs(self.root, split, self.list_prefix, stage=stage)
         if self.format == "voc":
             return voc_pairs(self.root, split)
         if self.format == "camvid":
@@ -165,7 +202,8 @@ class SegmentationDataModule(VisionDataModule):
                 pairs = self.pairs(s)
                 if s == "train":
                     check_ignored_share(pairs, self.decoder, self.class_names)
-                self.datasets[s] = SegmentationDataset(pairs, self.decoder, tf)
+                native = s != "train" and self.eval_native_labels
+                self.datasets[s] = SegmentationDataset(pairs, self.decoder, tf, native_masks=native)
 
     @property
     def meta(self) -> dict[str, Any]:

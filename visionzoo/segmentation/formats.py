@@ -1,9 +1,11 @@
-"""Segmentation layouts (image + mask folders, Pascal VOC, CamVid) and mask decoding."""
+"""Segmentation layouts (image + mask folders, Pascal VOC, CamVid, ``<image> <label>`` list
+files) and mask decoding."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -69,6 +71,128 @@ def camvid_pairs(root: str | Path, split: str | None) -> list[Pair]:
     root = Path(root)
     split = split or "train"
     return _pair(list_images(root / split), root / f"{split}annot")
+
+
+LIST_FILE_SUFFIXES = (".txt", ".lst", ".list")
+
+
+def is_list_file(split: str | None) -> bool:
+    """Whether a ``data.splits.<stage>`` value names a list file of ``<image> <label>`` lines
+    (it ends with ``.txt``, ``.lst`` or ``.list``) rather than a split name (``train`` means
+    ``<root>/splits/train.txt`` listing file stems) or a slice like ``0:24``."""
+    return split is not None and str(split).strip().lower().endswith(LIST_FILE_SUFFIXES)
+
+
+def _rewrite(text: str, prefix: Mapping[str, str]) -> tuple[Path, bool]:
+    """``text`` with its first matching prefix replaced, and whether one matched. A prefix
+    matches whole folders only: ``/a/Cam`` does not match ``/a/CamVid/x.png``."""
+    for old, new in prefix.items():
+        head = str(old).rstrip("/")  # "/" becomes "" and then matches every absolute path
+        if text == head or text.startswith(head + "/"):
+            return Path("" if new is None else str(new)) / text[len(head) :].lstrip("/"), True
+    return Path(text), False
+
+
+def _prefix_hint(root: Path, texts: list[str], rewrites: bool) -> str:
+    """What to do about missing listed files ``texts`` (as written, no rewrite matched): the
+    longest leading folder of theirs whose removal finds them under ``root``, if any."""
+    generic = f"check data.root={str(root)!r} (relative paths resolve under it)" + (
+        ", data.list_prefix" if rewrites else ""
+    )
+    if not texts:
+        return generic + " and the list file"
+    try:
+        common = PurePosixPath(os.path.commonpath([str(PurePosixPath(t).parent) for t in texts]))
+    except ValueError:  # absolute and relative paths mixed: no single folder to rewrite
+        return generic + " and the list file"
+    for head in (common, *common.parents):
+        if str(head) == ".":
+            break
+        # the first and last missing file stand for the list; checking all would be slow
+        if all((root / _rewrite(t, {str(head): ""})[0]).is_file() for t in (texts[0], texts[-1])):
+            return f"set data.list_prefix={{{str(head)!r}: ''}} to read them under data.root"
+    if common.is_absolute():
+        return (
+            f"the paths are absolute and no leading folder of theirs maps them under data.root="
+            f"{str(root)!r}: if the list was written on another machine set data.list_prefix="
+            f"{{{str(common)!r}: '<that folder here>'}}, otherwise {generic}"
+        )
+    return generic + " and the list file"
+
+
+def list_file_pairs(
+    root: str | Path,
+    list_file: str | Path,
+    prefix: Mapping[str, str] | None = None,
+    *,
+    stage: str | None = None,
+) -> list[Pair]:
+    """Pairs from a dataset's own split list: one ``<image> <label>`` line per sample
+    (whitespace separated; blank lines and ``#`` lines skipped), in the file's order.
+
+    ``list_file`` is relative to ``root`` unless absolute. Each path first gets the first
+    matching ``prefix`` rewrite (``{"/home/author/CamVid": ""}`` strips that folder so the path
+    is relative to ``root``; a non-empty value replaces it), then relative paths resolve under
+    ``root``. ``stage`` only names the config key (``data.splits.<stage>``) in errors. Every
+    listed file must exist; a one-line ``DataError`` names the list file, the line and the fix.
+    """
+    root = Path(root)
+    key = f"data.splits.{stage or '<stage>'}"
+    path = Path(list_file) if Path(list_file).is_absolute() else root / list_file
+    if not path.is_file():
+        raise DataError(
+            f"list file {str(path)!r} ({key}={str(list_file)!r}, relative to data.root unless "
+            f"absolute) does not exist; set {key} to an existing '<image> <label>' list file, a "
+            "split name, a slice like '0:24', or null for all images"
+        )
+    rewrites = dict(prefix or {})
+    if any(not str(old).strip("/") and str(old) != "/" for old in rewrites):
+        raise DataError(
+            "data.list_prefix has an empty key; give the leading folder to rewrite, e.g. "
+            "{'/home/author/CamVid': ''}"
+        )
+    where = f"list file {str(path)!r} ({key})"
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        raise DataError(f"{where} is not UTF-8 text ({err}); give a text list file") from err
+    pairs: list[Pair] = []
+    missing: list[tuple[int, str, str, bool, Path]] = []  # line, role, text, rewritten, path
+    for n, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) == 1:
+            raise DataError(
+                f"{where} line {n} has one path ({fields[0]!r}) but needs '<image> <label>'; "
+                f"a list of file stems belongs in <root>/splits/<name>.txt with {key}=<name>"
+            )
+        if len(fields) > 2:
+            raise DataError(
+                f"{where} line {n} has {len(fields)} whitespace-separated fields but needs two, "
+                "'<image> <label>': paths with spaces cannot be read from this format, so "
+                "rename those files (or drop the extra columns)"
+            )
+        resolved = []
+        for role, text in zip(("image", "label"), fields, strict=True):
+            p, rewritten = _rewrite(text, rewrites)
+            p = p if p.is_absolute() else root / p
+            if not p.is_file():
+                missing.append((n, role, text, rewritten, p))
+            resolved.append(p)
+        pairs.append((resolved[0], resolved[1]))
+    if not pairs:
+        raise DataError(f"{where} has no '<image> <label>' lines; fill it or change {key}")
+    if missing:
+        n, role, text, _, p = missing[0]
+        looked = "" if text == str(p) else f" (looked for {str(p)!r})"
+        count = f" ({len(missing)} of {2 * len(pairs)} listed files are missing)"
+        hint = _prefix_hint(root, [m[2] for m in missing if not m[3]], bool(rewrites))
+        raise DataError(
+            f"{where} line {n}: {role} {text!r} does not exist{looked}"
+            f"{count if len(missing) > 1 else ''}; {hint}"
+        )
+    return pairs
 
 
 CAMVID_CLASSES = (

@@ -68,3 +68,20 @@ def predict_logits(
 def resize_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Bilinear resize of logits to ``size`` (H, W)."""
     return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def logits_at_labels(
+    logits: torch.Tensor, masks: torch.Tensor, mask_size: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Bring logits (B, C, h, w) to the resolution of the label masks (B, H, W) they are scored
+    against: bilinear resize (MMSegmentation evaluates at the labels' own size). Masks of
+    different sizes come padded to (H, W) with their sizes in ``mask_size`` (B, 2); each
+    sample's logits then go to its own size and the padding stays 0 (ignored in the masks)."""
+    if mask_size is None:
+        if logits.shape[-2:] == masks.shape[-2:]:
+            return logits
+        return resize_logits(logits, masks.shape[-2:])
+    out = logits.new_zeros(*logits.shape[:2], *masks.shape[-2:])
+    for i, (h, w) in enumerate(mask_size.tolist()):
+        out[i, :, :h, :w] = resize_logits(logits[i : i + 1], (h, w))[0]
+    return out

@@ -12,11 +12,12 @@ from PIL import Image
 
 from visionzoo.core.io import read_rgb
 from visionzoo.core.module import VisionModule
-from visionzoo.core.plots import bar_chart, image_grid, overlay_mask
+from visionzoo.core.plots import bar_chart, overlay_mask
 from visionzoo.losses.classification import class_weights_from_masks
 from visionzoo.losses.combined import build_loss
-from visionzoo.segmentation.inference import predict_logits, resize_logits
+from visionzoo.segmentation.inference import logits_at_labels, predict_logits, resize_logits
 from visionzoo.segmentation.metrics import SegmentationMetrics
+from visionzoo.segmentation.plots import save_sample_grid
 from visionzoo.segmentation.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -83,7 +84,9 @@ class SegmentationModule(VisionModule):
         return loss
 
     def _eval_step(self, stage: str, batch: dict[str, Any], batch_idx: int) -> None:
-        logits = self.predict_logits(batch["image"])
+        logits = logits_at_labels(
+            self.predict_logits(batch["image"]), batch["mask"], batch.get("mask_size")
+        )
         loss = self.loss_fn(logits, batch["mask"])
         self.log(f"{stage}/loss", loss, batch_size=batch["image"].shape[0], sync_dist=True)
         self.metrics[stage].update(logits.argmax(1), batch["mask"])
@@ -109,7 +112,7 @@ class SegmentationModule(VisionModule):
         for name, value in zip(self.class_names, out["dice_per_class"], strict=True):
             scalars[f"dice_{name}"] = value
         self.log_metrics(stage, scalars)
-        if stage == "val" and self.hparams.plots and self.trainer.is_global_zero:
+        if stage == "val" and self.plots_due():
             self._write_plots(out["iou_per_class"].tolist())
 
     def on_validation_epoch_end(self) -> None:
@@ -158,13 +161,13 @@ class SegmentationModule(VisionModule):
         if self._plot_batch is None:
             return
         b = self._plot_batch
-        images = denormalize(b["image"])
-        rows = [
-            [img, overlay_mask(img, np.where(m == self.ignore_index, 0, m)), overlay_mask(img, p)]
-            for img, m, p in zip(images, b["mask"].numpy(), b["pred"].numpy(), strict=True)
-        ]
-        image_grid(
-            folder / f"val_samples_epoch{epoch:03d}.png", rows, ["image", "truth", "prediction"]
+        save_sample_grid(
+            folder / f"val_samples_epoch{epoch:03d}.png",
+            denormalize(b["image"]),  # the network's input size; masks are resized to it
+            list(b["mask"].numpy()),
+            list(b["pred"].numpy()),
+            self.class_names,
+            self.ignore_index,
         )
 
 
