@@ -288,3 +288,25 @@ def test_disk_full_during_training_is_one_line_and_keeps_checkpoints(
     assert "No space left" in err and str(run / "checkpoints") in err, err
     last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["epoch"] == 0
+
+
+def test_plots_every_n_validations_and_the_last(seg_run: Path) -> None:
+    """3 epochs with the default task.plot_every=5: only the final epoch draws its figures."""
+    drawn = sorted(p.name for p in seg_run.rglob("val_*_epoch*.png"))
+    assert drawn == ["val_iou_epoch002.png", "val_samples_epoch002.png"], drawn
+
+
+def test_plots_due_counts_validation_epochs() -> None:
+    from types import SimpleNamespace
+
+    from visionzoo.core.module import VisionModule
+
+    def due(epoch: int, every: int, max_epochs: int = 12) -> bool:
+        stub = SimpleNamespace(hparams={"plots": True}, plot_every=every, current_epoch=epoch)
+        stub.trainer = SimpleNamespace(
+            sanity_checking=False, is_global_zero=True, max_epochs=max_epochs
+        )
+        return VisionModule.plots_due(stub)
+
+    assert [e for e in range(12) if due(e, 5)] == [4, 9, 11]  # epochs 5, 10 and the final 12
+    assert [e for e in range(3) if due(e, 1)] == [0, 1, 2]

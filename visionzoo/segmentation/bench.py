@@ -91,9 +91,13 @@ def _best(history: list[dict[str, float]], key: str) -> dict[str, float]:
     return {"value": top[key], "epoch": int(top["epoch"])}
 
 
-def _quality_summary(history: list[dict[str, float]], seconds: float) -> dict[str, Any]:
+def _quality_summary(
+    history: list[dict[str, float]], seconds: float, images: int, steps: int
+) -> dict[str, Any]:
     last = history[-1] if history else {}
     return {
+        "images": images,
+        "steps": steps,
         "final": {k: last.get(k, float("nan")) for k in ("dice_fg", "miou")},
         "best": {"dice_fg": _best(history, "dice_fg"), "miou": _best(history, "miou")},
         "history": history,
@@ -144,7 +148,9 @@ def train_ours(cfg: DictConfig, run_dir: Path, fg_key: str) -> dict[str, Any]:
     trainer.callbacks.append(history)
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
-    return _quality_summary(history.rows, time.perf_counter() - start)
+    steps = trainer.global_step
+    seconds = time.perf_counter() - start
+    return _quality_summary(history.rows, seconds, steps * int(cfg.data.batch_size), steps)
 
 
 def train_smp(cfg: DictConfig, device: torch.device, fg: int) -> dict[str, Any]:
@@ -169,10 +175,10 @@ def train_smp(cfg: DictConfig, device: torch.device, fg: int) -> dict[str, Any]:
 
     start = time.perf_counter()
     # set_epoch: Lightning does this for our side
-    loop.run(
+    images, done = loop.run(
         train_loader, steps, epochs, set_epoch=train_loader.sampler.set_epoch, end_epoch=evaluate
     )
-    return _quality_summary(history, time.perf_counter() - start)
+    return _quality_summary(history, time.perf_counter() - start, images, done)
 
 
 def _quality(
@@ -301,7 +307,11 @@ def run(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     print(f"model only: {len(batches)} pre-collated batches per run, plain loop", flush=True)
     sides = {"ours": timed_plain(ours_plain, batches), "smp": timed_plain(smp_loop, batches)}
     result["model_only"] = _compared(alternate(sides, args.repeats, args.warmup))
-    result["acceptance"] = {"throughput_ratio_ge_0.95": result["throughput"]["ratio"] >= 0.95}
+    result["end_to_end"] = _end_to_end(args, base, run_root / "e2e", device, fg, fg_key)
+    result["acceptance"] = {
+        "throughput_ratio_ge_0.95": result["throughput"]["ratio"] >= 0.95,
+        "end_to_end_ratio_ge_0.95": result["end_to_end"]["ratio"] >= 0.95,
+    }
     if quality:
         result["acceptance"]["dice_fg_final_ours_ge_smp"] = (
             quality["dice_fg_final_ours_minus_smp"] >= 0
@@ -311,6 +321,46 @@ def run(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         )
     result["peak_rss_mib"] = peak_rss_mib()
     return result
+
+
+def _end_to_end(
+    args: argparse.Namespace,
+    base: list[str],
+    folder: Path,
+    device: torch.device,
+    fg: int,
+    fg_key: str,
+) -> dict[str, Any]:
+    """Whole short runs, alternating sides: ours is ``train.py``'s path with its defaults
+    (validation each epoch, best + last checkpoints, plots, CSV logger), built afresh each
+    time; smp is the plain loop over a fresh data module, validated after each epoch."""
+    epochs = 1 if args.tiny else args.e2e_epochs
+    cfg = compose([*base, f"trainer.max_epochs={epochs}"], folder)
+    runs = iter(range(10**6))
+
+    def ours() -> Measurement:
+        run_dir = folder / f"ours{next(runs)}"
+        sync(device)
+        start = time.perf_counter()
+        summary = train_ours(
+            compose([*base, f"trainer.max_epochs={epochs}"], run_dir), run_dir, fg_key
+        )
+        sync(device)
+        seconds = time.perf_counter() - start
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return Measurement(seconds, summary["images"], summary["steps"])
+
+    def smp() -> Measurement:
+        sync(device)
+        start = time.perf_counter()
+        summary = train_smp(cfg, device, fg)
+        sync(device)
+        return Measurement(time.perf_counter() - start, summary["images"], summary["steps"])
+
+    print(f"end to end: {epochs}-epoch runs with validation each epoch", flush=True)
+    out = _compared(alternate({"ours": ours, "smp": smp}, args.repeats, args.warmup))
+    out["epochs"] = epochs
+    return out
 
 
 def _compared(raw: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -326,6 +376,7 @@ def _compared(raw: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 def markdown(result: dict[str, Any]) -> str:
     s, q, t, m = result["settings"], result["quality"], result["throughput"], result["model_only"]
+    e = result["end_to_end"]
     lines = md_header("Segmentation benchmark: membrane, ours vs smp", result)
     lines += [
         f"Recipe `{s['recipe']}` (encoder {s['encoder']}, {s['epochs']} epochs, crops "
@@ -367,11 +418,27 @@ def markdown(result: dict[str, Any]) -> str:
         f"Ratio ours/smp: {m['ratio']:.3f} (paired {m['ratio_paired_median']:.3f}): the "
         "networks' own speed; the throughput ratio above also includes Lightning and the loader.",
         "",
+        "## End to end (train.py's defaults vs smp's loop, both validated each epoch)",
+        "",
+        md_table(
+            ["side", "images/s (median)", "timed runs"],
+            [[k, e[k]["images_per_s"], e[k]["repeats"]] for k in SIDES],
+        ),
+        "",
+        f"Ratio ours/smp of the medians: **{e['ratio']:.3f}** (goal ≥ 0.95; paired "
+        f"{e['ratio_paired_median']:.3f}). Each run: {e['epochs']} epochs from a fresh model "
+        "and data module; ours includes validation, best and last checkpoints (written "
+        "asynchronously), the task's plots and the CSV logger, smp its per-epoch validation.",
+        "",
         f"Acceptance: {result['acceptance']}",
         "",
         "### Raw timings: throughput",
         "",
         raw_table({k: t[k]["raw"] for k in SIDES}),
+        "",
+        "### Raw timings: end to end",
+        "",
+        raw_table({f"{k} (end to end)": e[k]["raw"] for k in SIDES}),
         "",
         "### Raw timings: model only",
         "",
@@ -389,6 +456,9 @@ def add_arguments(group: Any) -> None:
         help="training steps per epoch in a throughput chunk (default 6 = one epoch)",
     )
     group.add_argument("--chunk-epochs", type=int, default=1, help="epochs per throughput chunk")
+    group.add_argument(
+        "--e2e-epochs", type=int, default=2, help="epochs per end-to-end run (validated each)"
+    )
     group.add_argument("--fg-class", type=int, default=1, help="foreground class index (1 = cell)")
     group.add_argument("--skip-quality", action="store_true", help="throughput phase only")
     group.add_argument(
