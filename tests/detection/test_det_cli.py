@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CPU_DDP, TINY_DET, compose, fit_run, killed_run, run_cli
+from conftest import CPU_DDP, TINY_DET, compose, fit_run, killed_run, run_cli, run_entry
 from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from visionzoo.cli import build_run
+from visionzoo.cli import build_run, eval_entry
 from visionzoo.registry import list_models
 
 
@@ -55,12 +55,40 @@ def test_train_eval_predict_export_end_to_end(tmp_path: Path) -> None:
     assert hp["task_name"] == "detection" and hp["model"]["name"] == "yolov5"
     assert hp["data_meta"]["class_names"] == ["circle", "square", "triangle"]
 
-    proc = run_cli("eval.py", f"ckpt_path={best}", f"hydra.run.dir={tmp_path / 'eval'}")
+    proc = run_cli(
+        "eval.py",
+        f"ckpt_path={best}",
+        "save_predictions=true",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     evaluated = json.loads((tmp_path / "eval" / "eval_metrics.json").read_text())["metrics"]
     assert evaluated["val/map"] == pytest.approx(metrics["val/map_best"], abs=1e-6)
-
     root = _synthetic_root(run_dir)
+    gt = COCO(str(root / "annotations" / "instances_val.json"))
+
+    def coco_map(results: list[dict]) -> float:
+        ev = COCOeval(gt, gt.loadRes(results), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+        return float(ev.stats[0])
+
+    # eval's saved detections, scored by pycocotools against the dataset's own annotations,
+    # give the mAP eval reported
+    saved = json.loads((tmp_path / "eval" / "predictions.json").read_text())
+    assert coco_map(saved) == pytest.approx(evaluated["val/map"], abs=1e-9)
+    # one image per evaluation batch: eval's input tensors are predict's
+    code, err = run_entry(
+        eval_entry,
+        f"ckpt_path={best}",
+        "save_predictions=true",
+        "data.eval_batch_size=1",
+        f"hydra.run.dir={tmp_path / 'eval1'}",
+    )
+    assert code == 0, err
+    one_by_one = json.loads((tmp_path / "eval1" / "predictions.json").read_text())
+
     out = tmp_path / "pred"
     proc = run_cli(
         "predict.py", f"ckpt_path={best}", f"input={root / 'images' / 'val'}", f"output={out}"
@@ -75,16 +103,23 @@ def test_train_eval_predict_export_end_to_end(tmp_path: Path) -> None:
     assert Image.open(out / f"{Path(results[0]['file_name']).stem}_pred.jpg").size == src.size
     # predictions are in original-image pixels: pycocotools accepts them against the GT file
     # and their image ids are the dataset's, as loadRes needs
-    gt = COCO(str(root / "annotations" / "instances_val.json"))
     ids = {Path(img["file_name"]).name: img["id"] for img in gt.dataset["images"]}
     assert all(r["image_id"] == ids[Path(r["file_name"]).name] for r in results)
-    ev = COCOeval(gt, gt.loadRes(results), "bbox")
-    ev.evaluate()
-    ev.accumulate()
-    ev.summarize()
-    # predict letterboxes each image alone (no rectangular-batch padding), so after 2 epochs its
-    # mAP differs from eval's; mis-mapped boxes would score 0
-    assert ev.stats[0] > 0
+
+    # predict preprocesses as eval does for a batch of one: the same detections
+    def rows(res: list[dict]) -> list[tuple]:
+        return sorted(
+            (
+                r["image_id"],
+                r["category_id"],
+                *(round(v, 2) for v in r["bbox"]),
+                round(r["score"], 4),
+            )
+            for r in res
+        )
+
+    assert rows(results) == rows(one_by_one)
+    assert coco_map(results) == pytest.approx(coco_map(one_by_one), abs=1e-9)
 
     pytest.importorskip("onnxruntime")
     proc = run_cli("export.py", f"ckpt_path={best}", f"output={tmp_path / 'm.onnx'}")

@@ -284,6 +284,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     else:
         module, datamodule = metric_only_module(cfg)
     run_dir = run_dir_of()
+    paths = {"metrics file": str(run_dir / "eval_metrics.json")}
+    if cfg.save_predictions:
+        if not module.saves_predictions:
+            raise UserError(
+                f"save_predictions=true is not supported for task {module.hparams.task_name!r} "
+                "(detection writes COCO results); drop it, or use predict.py"
+            )
+        module.predictions_file = run_dir / "predictions.json"
+        paths["predictions (COCO results)"] = str(module.predictions_file)
     trainer = pl.Trainer(
         **{k: v for k, v in to_plain(cfg.trainer).items() if v is not None},
         logger=False,
@@ -298,7 +307,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if not cfg.ckpt_path:
         out["model"] = cfg.model.name
     (run_dir / "eval_metrics.json").write_text(json.dumps(out, indent=1))
-    print_summary(f"eval on {stage}", metrics, {"metrics file": str(run_dir / "eval_metrics.json")})
+    print_summary(f"eval on {stage}", metrics, paths)
     return metrics
 
 

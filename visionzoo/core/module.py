@@ -48,6 +48,10 @@ class VisionModule(pl.LightningModule):
     # Batch keys holding (B, C, H, W) image tensors; families with several images per sample
     # (reference + distorted, anchor / positive / negative) list each of them.
     image_keys: tuple[str, ...] = ("image",)
+    # eval.py save_predictions=true: families that can write their evaluated predictions set
+    # ``saves_predictions``; eval then sets ``predictions_file`` before it runs.
+    saves_predictions: bool = False
+    predictions_file: Path | None = None
 
     def __init__(
         self,

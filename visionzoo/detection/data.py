@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -95,8 +94,9 @@ class DetectionDataset(Dataset):
                     f"image {str(rec.file)!r} is {img.shape[1]}×{img.shape[0]} but its "
                     f"annotation says {rec.width}×{rec.height}; fix the annotation's size"
                 )
-            shrink = not self.train and max(img.shape[:2]) > self.img_size
-            interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+            interp = (
+                cv2.INTER_LINEAR if self.train else T.eval_interpolation(img.shape, self.img_size)
+            )
             img, _, scale = T.resize_long_side(img, np.zeros((0, 4)), self.img_size, interp)
             if self._cache is not None:
                 self._cache[index] = (img, scale)
@@ -184,11 +184,7 @@ class DetectionDataset(Dataset):
         batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
         shapes: list[tuple[int, int]] = [(self.img_size, self.img_size)] * len(self)
         for b in batches:
-            lo, hi = aspect[b].min(), aspect[b].max()
-            rel = (hi, 1.0) if hi < 1 else (1.0, 1 / lo) if lo > 1 else (1.0, 1.0)
-            hw = tuple(
-                int(math.ceil(x * self.img_size / self.stride + pad) * self.stride) for x in rel
-            )
+            hw = T.rect_shape(aspect[b].min(), aspect[b].max(), self.img_size, self.stride, pad)
             for i in b:
                 shapes[i] = hw
         self.eval_shapes = shapes

@@ -17,7 +17,7 @@ import torch.nn as nn
 from visionzoo.core.ema import ModelEMA
 from visionzoo.core.io import read_rgb
 from visionzoo.core.module import VisionModule
-from visionzoo.core.utils import call_spec
+from visionzoo.core.utils import atomic_write_bytes, call_spec
 from visionzoo.detection import transforms as T
 from visionzoo.detection.metrics import DetectionEvaluator
 
@@ -81,6 +81,8 @@ class DetectionModule(VisionModule):
       to ``min_lr_ratio``;
     - an EMA of the weights is what validation, checkpoints' ``ema`` entry and predict use.
     """
+
+    saves_predictions = True  # eval.py save_predictions=true: COCO results JSON
 
     def __init__(
         self,
@@ -264,6 +266,9 @@ class DetectionModule(VisionModule):
         evaluator = self._evaluator(stage)
         result = evaluator.compute()
         evaluator.reset()
+        if self.predictions_file is not None and self.trainer.is_global_zero:
+            # the detections just scored, in the dataset's image and category ids (xywh)
+            atomic_write_bytes(self.predictions_file, json.dumps(result["results"]).encode())
         metrics = {k: float(result[k]) for k in METRIC_KEYS if k in result}
         self.log_metrics(stage, metrics)
         return result
@@ -375,6 +380,22 @@ class DetectionModule(VisionModule):
             )
 
     # -------------------------------------------------------------------------------- predict
+    def predict_input(
+        self, image: np.ndarray, stride: int
+    ) -> tuple[torch.Tensor, tuple[float, tuple[float, float]]]:
+        """One RGB uint8 image (H, W, 3) → the uint8 (1, 3, h, w) input evaluation gives it in
+        a batch of its own (``data.eval_batch_size=1``): long side ``image_size`` (area filter
+        when shrinking), letterboxed into its rectangular shape with half a stride of padding;
+        plus ``(ratio, (pad_left, pad_top))`` to map boxes back."""
+        h0, w0 = image.shape[:2]
+        interp = T.eval_interpolation(image.shape, self.image_size)
+        empty = np.zeros((0, 4), np.float32)
+        resized, _, scale = T.resize_long_side(image, empty, self.image_size, interp)
+        shape = T.rect_shape(h0 / w0, h0 / w0, self.image_size, stride)
+        boxed, _, (ratio, pad) = T.letterbox(resized, empty, shape, stride=stride, scaleup=False)
+        x = torch.from_numpy(np.ascontiguousarray(boxed.transpose(2, 0, 1)))[None]
+        return x, (scale * ratio, pad)
+
     @torch.no_grad()
     def predict_files(self, files: list[Path], out_dir: Path, datamodule: Any) -> list[dict]:
         """Detect objects in each file; draw them into ``<stem>_pred.jpg`` and return COCO-format
@@ -393,18 +414,9 @@ class DetectionModule(VisionModule):
             image_id = known.get(Path(path).resolve(), position)
             image = read_rgb(path)
             h0, w0 = image.shape[:2]
-            resized, _, scale = T.resize_long_side(image, np.zeros((0, 4)), self.image_size)
-            boxed, _, (ratio, pad) = T.letterbox(
-                resized,
-                np.zeros((0, 4), np.float32),
-                self.image_size,
-                stride=stride,
-                auto=True,
-                scaleup=False,
-            )
-            x = torch.from_numpy(boxed.transpose(2, 0, 1).copy())[None].to(self.device)
-            pred = model(unit_images(x))[0]
-            batch = {"ratio_pad": [(scale * ratio, pad)], "orig_size": [(h0, w0)]}
+            x, ratio_pad = self.predict_input(image, stride)
+            pred = model(unit_images(x.to(self.device)))[0]
+            batch = {"ratio_pad": [ratio_pad], "orig_size": [(h0, w0)]}
             pred = scale_predictions([pred], batch)[0]
             drawn = draw_detections(
                 torch.from_numpy(image.transpose(2, 0, 1).copy()),

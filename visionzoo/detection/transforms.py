@@ -48,6 +48,23 @@ def resize_long_side(
     return img, _boxes(boxes) * np.float32(scale), scale
 
 
+def eval_interpolation(shape: tuple[int, ...], img_size: int) -> int:
+    """Evaluation's resize filter: ``INTER_AREA`` when shrinking (no aliasing), else linear."""
+    return cv2.INTER_AREA if max(shape[:2]) > img_size else cv2.INTER_LINEAR
+
+
+def rect_shape(
+    aspect_lo: float, aspect_hi: float, img_size: int, stride: int, pad: float = 0.5
+) -> tuple[int, int]:
+    """YOLOv5's rectangular evaluation shape ``(h, w)`` for images whose height/width ratios
+    span ``[aspect_lo, aspect_hi]``: the long side ``img_size``, each side the smallest stride
+    multiple holding it plus ``pad`` strides."""
+    lo, hi = aspect_lo, aspect_hi
+    rel = (hi, 1.0) if hi < 1 else (1.0, 1 / lo) if lo > 1 else (1.0, 1.0)
+    h, w = (int(math.ceil(x * img_size / stride + pad) * stride) for x in rel)
+    return h, w
+
+
 def letterbox(
     img: np.ndarray,
     boxes: np.ndarray,
