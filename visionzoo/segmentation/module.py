@@ -122,27 +122,50 @@ class SegmentationModule(VisionModule):
         self._epoch_end("test")
 
     def predict_files(self, files: list[Path], out_dir: Path, datamodule: Any) -> list[dict]:
-        """``predict_file`` for each file, with the data module's evaluation transform."""
-        return [self.predict_file(f, out_dir, datamodule.eval_tf) for f in files]
+        """Predict image files in batches of ``data.eval_batch_size`` with the data module's
+        evaluation transform; per file write ``<stem>_mask.png`` (class ids, at the image's
+        size) and ``<stem>_overlay.jpg`` (classes coloured over the image); return one
+        JSON-able record per file."""
+        step = max(int(getattr(datamodule, "eval_batch_size", 1) or 1), 1)
+        records: list[dict] = []
+        for i in range(0, len(files), step):
+            records += self.predict_batch(files[i : i + step], out_dir, datamodule.eval_tf)
+        return records
 
     @torch.no_grad()
-    def predict_file(self, path: Path, out_dir: Path, transform: Any) -> dict[str, Any]:
-        """Predict one image file; write ``<stem>_mask.png`` (class ids) and
-        ``<stem>_overlay.png`` (coloured classes over the image); return a JSON-able record."""
-        image = read_rgb(path)
-        x = transform(image=image)["image"][None].to(self.device)
-        logits = resize_logits(self.predict_logits(x), image.shape[:2])
-        probs = logits.softmax(1)[0]
+    def predict_batch(self, paths: list[Path], out_dir: Path, transform: Any) -> list[dict]:
+        """One forward pass for images whose transformed sizes agree (one pass per size
+        otherwise); logits go back to each image's own size before the arg-max."""
+        images = [read_rgb(p) for p in paths]
+        inputs = [transform(image=img)["image"] for img in images]
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for k, x in enumerate(inputs):
+            by_size.setdefault(tuple(x.shape), []).append(k)
+        logits: dict[int, torch.Tensor] = {}
+        for ks in by_size.values():
+            out = self.predict_logits(torch.stack([inputs[k] for k in ks]).to(self.device))
+            logits.update({k: out[j : j + 1] for j, k in enumerate(ks)})
+        return [
+            self._write_prediction(p, img, logits[k], out_dir)
+            for k, (p, img) in enumerate(zip(paths, images, strict=True))
+        ]
+
+    def _write_prediction(
+        self, path: Path, image: np.ndarray, logits: torch.Tensor, out_dir: Path
+    ) -> dict[str, Any]:
+        probs = resize_logits(logits, image.shape[:2]).softmax(1)[0]
         conf, mask = probs.max(0)
         mask_np = mask.cpu().numpy().astype(np.uint8)
         stem = Path(path).stem
-        Image.fromarray(mask_np).save(out_dir / f"{stem}_mask.png")
-        Image.fromarray(overlay_mask(image, mask_np)).save(out_dir / f"{stem}_overlay.png")
+        mask_file, overlay_file = out_dir / f"{stem}_mask.png", out_dir / f"{stem}_overlay.jpg"
+        # the class-id mask stays lossless; fast zlib level (PNG encoding dominated predict)
+        Image.fromarray(mask_np).save(mask_file, compress_level=1)
+        Image.fromarray(overlay_mask(image, mask_np)).save(overlay_file, quality=90)
         counts = np.bincount(mask_np.ravel(), minlength=self.num_classes) / mask_np.size
         return {
             "file": str(path),
-            "mask": str(out_dir / f"{stem}_mask.png"),
-            "overlay": str(out_dir / f"{stem}_overlay.png"),
+            "mask": str(mask_file),
+            "overlay": str(overlay_file),
             "class_fraction": {n: float(c) for n, c in zip(self.class_names, counts, strict=True)},
             "mean_confidence": float(conf.mean()),
         }
