@@ -3,9 +3,12 @@ line on stderr naming the key, file or value and what to do, exit status 2, no t
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +17,7 @@ import torch
 from conftest import TINY_SEG, fit_run, run_entry
 from PIL import Image
 
-from visionzoo.cli import eval_entry, train_entry
+from visionzoo.cli import eval_entry, predict_entry, train_entry
 
 
 def mask_folder(root: Path, bad_value: int) -> list[str]:
@@ -39,84 +42,228 @@ def mask_folder(root: Path, bad_value: int) -> list[str]:
     ]
 
 
-# (case, arguments, what stderr must name)
-BAD_INPUT = [
-    (
-        "epochs not a number",
-        ["task=segmentation", "trainer.max_epochs=abc"],
-        ["trainer.max_epochs"],
+def image_folder(root: Path) -> list[str]:
+    """Four good 32×32 image + mask pairs under ``root``; overrides training on them."""
+    return [*mask_folder(root, bad_value=1), "data.num_workers=0", "trainer.max_epochs=1"]
+
+
+@dataclass
+class Ctx:
+    """What a row's setup may use: a fresh folder, monkeypatch, and the shared 3-epoch run."""
+
+    tmp: Path
+    monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest
+
+    @property
+    def last(self) -> Path:
+        return self.request.getfixturevalue("seg_run") / "checkpoints" / "last.ckpt"
+
+    @property
+    def run(self) -> Path:
+        return self.tmp / "run"
+
+
+@dataclass
+class Fault:
+    """One row: the entry point, its arguments (or a setup building them from ``Ctx``), the
+    texts the one error line must contain (the file / key / value and what to do), and an
+    optional check of what must survive the failure."""
+
+    name: str
+    entry: Callable[[], None]
+    args: list[str] | Callable[[Ctx], list[str]]
+    needles: list[str] | Callable[[Ctx], list[str]]
+    then: Callable[[Ctx, str], None] | None = None
+
+
+def _corrupt_image(ctx: Ctx) -> list[str]:
+    args = image_folder(ctx.tmp / "data")
+    (ctx.tmp / "data" / "images" / "1.png").write_bytes(b"definitely not a png")
+    return [*args, f"hydra.run.dir={ctx.run}"]
+
+
+def _bomb(ctx: Ctx) -> list[str]:
+    ctx.monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 32² px > 2 × limit: PIL refuses
+    return [*image_folder(ctx.tmp / "data"), f"hydra.run.dir={ctx.run}"]
+
+
+def _binary_masks(ctx: Ctx) -> list[str]:
+    args = mask_folder(ctx.tmp / "data", bad_value=255)
+    for i in range(4):  # every mask: a quarter 0, three quarters 255
+        mask = np.full((32, 32), 255, np.uint8)
+        mask[:8] = 0
+        Image.fromarray(mask).save(ctx.tmp / "data" / "masks" / f"{i}.png")
+    return [*args, "data.num_workers=0", "trainer.max_epochs=1"]
+
+
+def _blocked_output(ctx: Ctx) -> list[str]:
+    (ctx.tmp / "a_file").write_text("")
+    return [*TINY_SEG, f"paths.output_root={ctx.tmp / 'a_file'}/runs"]
+
+
+def _disk_full(ctx: Ctx) -> list[str]:
+    """Checkpoint writes fail from epoch 2 on (on the background writer thread)."""
+    from visionzoo.core import checkpoint
+
+    real, calls = checkpoint.atomic_write_bytes, []
+
+    def filling_disk(path, data):
+        calls.append(path)
+        if len(calls) > 2:  # epoch 1 wrote best.ckpt and last.ckpt
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, data)
+
+    ctx.monkeypatch.setattr(checkpoint, "atomic_write_bytes", filling_disk)
+    return [*TINY_SEG, "trainer.max_epochs=3", "logger=none", f"hydra.run.dir={ctx.run}"]
+
+
+def _kept_epochs_before_the_failure(ctx: Ctx, line: str) -> None:
+    """``last.ckpt`` still holds the epoch before the one that failed (read off the line, or
+    epoch 1 for the disk filling up in epoch 2)."""
+    found = re.search(r"at epoch (\d+)", line)
+    failed = int(found.group(1)) if found else 1
+    last = torch.load(ctx.run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == failed - 1
+
+
+def _bad_checkpoint(kind: str) -> Callable[[Ctx], Path]:
+    def make(ctx: Ctx) -> Path:
+        path = ctx.tmp / f"{kind.replace(' ', '_')}.ckpt"
+        if kind == "empty":
+            path.write_bytes(b"")
+        elif kind == "truncated":
+            path.write_bytes(ctx.last.read_bytes()[:4096])
+        else:
+            torch.save(torch.zeros(3), path)
+        return path
+
+    return make
+
+
+def _list_split(ctx: Ctx) -> list[str]:
+    return [*image_folder(ctx.tmp / "data"), "data.splits.train=lists/train.txt"]
+
+
+SEG = ["task=segmentation"]
+FAULTS = [
+    # ---- options: type, range, choice, spelling (one validator after composition)
+    Fault("epochs not a number", train_entry, [*SEG, "trainer.max_epochs=abc"],
+          ["trainer.max_epochs"]),
+    Fault("zero epochs", train_entry, [*SEG, "trainer.max_epochs=0"],
+          ["trainer.max_epochs", "≥ 1"]),
+    Fault("batch size 0", train_entry, [*SEG, "data.batch_size=0"], ["data.batch_size", "≥ 1"]),
+    Fault("negative batch size", train_entry, ["data.batch_size=-1"], ["data.batch_size=-1"]),
+    Fault("batch size not a number", train_entry, ["data.batch_size=abc"],
+          ["data.batch_size='abc'"]),
+    Fault("seed not a number", train_entry, ["seed=abc"], ["seed='abc'"]),
+    Fault("image size 0", train_entry, ["data.image_size=0"], ["data.image_size=0", "positive"]),
+    Fault("negative image size", train_entry, [*SEG, "data.image_size=[-32,32]"], ["image_size"]),
+    Fault("lr not a number", train_entry, ["optimizer.lr=abc"],
+          ["optimizer.lr", "positive number"]),
+    Fault("augment not a number", train_entry, ["data.augment.mosaic=abc"],
+          ["data.augment.mosaic='abc'", "number"]),
+    Fault("progress choice", train_entry, ["callbacks.progress=fancy"],
+          ["callbacks.progress='fancy'", "rich, tqdm, none"]),
+    Fault("inference mode choice", train_entry, [*SEG, "task.inference.mode=tiles"],
+          ["task.inference.mode='tiles'", "whole, slide"]),
+    Fault("plot_every 0", train_entry, [*SEG, "task.plot_every=0"], ["task.plot_every=0", "≥ 1"]),
+    Fault("misspelt key", train_entry, ["trainer.max_epoch=3"],
+          ["trainer.max_epoch", "max_epochs"]),
+    Fault("model typo", train_entry, ["model=yolo5"], ["model=yolo5 does not exist", "yolov5"]),
+    Fault("unknown model", train_entry, [*SEG, "model=no_such_model"],
+          ["no_such_model", "unet", "deeplabv3"]),
+    Fault("experiment typo", train_entry, ["experiment=bccd_yolov5"],
+          ["experiment=bccd_yolov5", "bccd_yolov5n"]),
+    Fault("dataset of another task (seg)", train_entry, ["task=segmentation", "data=bccd"],
+          ["data=bccd is a detection dataset, not a segmentation one", "synthetic_segmentation"]),
+    Fault("dataset of another task (det)", train_entry, ["task=detection", "data=membrane"],
+          ["data=membrane is a segmentation dataset, not a detection one", "synthetic_detection"]),
+    Fault("non-ASCII path unquoted", train_entry,
+          [*SEG, "data=mask_folder", "data.root=/tmp/données"],
+          ["data.root=/tmp/données", 'data.root="/tmp/données"']),
+    Fault("detection size not a stride multiple", train_entry,
+          ["task=detection", "data.image_size=100"], ["data.image_size=100", "multiple of 32"]),
+    # ---- data: paths, files, contents (named, also from inside loader workers)
+    Fault("coco root missing", train_entry,
+          lambda c: ["task=detection", "data=coco", f"data.root={c.tmp / 'nope'}"],
+          lambda c: [str(c.tmp / "nope"), "set data.root"]),
+    Fault("dataset root not set", train_entry, [*SEG, "data=mask_folder", "data.num_classes=2"],
+          ["data.root"]),
+    Fault("dataset root missing", train_entry,
+          lambda c: [*SEG, "data=mask_folder", "data.num_classes=2", f"data.root={c.tmp / 'nope'}"],
+          lambda c: [str(c.tmp / "nope"), "data.root"]),
+    Fault("corrupt image", train_entry, _corrupt_image, ["1.png", "corrupt"]),
+    Fault("decompression bomb", train_entry, _bomb, ["0.png", "too large"]),
+    Fault("bad mask value in a loader worker", train_entry,
+          lambda c: [*mask_folder(c.tmp / "data", bad_value=7), "data.num_workers=2",
+                     "trainer.max_epochs=1"],
+          ["2.png", "data.value_map"]),
+    Fault("0/255 masks without value_map", train_entry, _binary_masks,
+          ["75% of the pixels", "data.value_map={0: 0, 255: 1}", "class_1"]),
+    Fault("split list file missing", train_entry, _list_split,
+          ["lists/train.txt", "data.splits.train", "does not exist"]),
+    # ---- output folder and disk
+    Fault("output folder not writable", train_entry, _blocked_output,
+          lambda c: [str(c.tmp / "a_file"), "writable"]),
+    Fault("disk full while checkpointing", train_entry, _disk_full,
+          lambda c: ["No space left", str(c.run / "checkpoints"), "free space"],
+          then=_kept_epochs_before_the_failure),
+    # ---- training
+    Fault("non-finite loss", train_entry,
+          lambda c: [*TINY_SEG, "optimizer.lr=1e9", "trainer.max_epochs=4", "logger=none",
+                     f"hydra.run.dir={c.run}"],
+          ["training loss is nan", "epoch", "lower optimizer.lr", "checkpoints written so far"],
+          then=_kept_epochs_before_the_failure),
+    # ---- checkpoints: missing, broken, other setups, other options
+    Fault("checkpoint missing", eval_entry, lambda c: [f"ckpt_path={c.tmp / 'x.ckpt'}"],
+          ["x.ckpt", "does not exist", "train.py"]),
+    *(
+        Fault(f"{kind} checkpoint ({script})", entry,
+              lambda c, k=kind, a=args: [*a, f"ckpt_path={_bad_checkpoint(k)(c)}"],
+              [f"{kind.replace(' ', '_')}.ckpt", needle])
+        for kind, needle in (("empty", "is empty (0 bytes)"), ("truncated", "incomplete"),
+                             ("bare tensor", "a Tensor"))
+        for script, entry, args in (("eval", eval_entry, []),
+                                    ("resume", train_entry, [*TINY_SEG, "logger=none"]))
     ),
-    ("zero epochs", ["task=segmentation", "trainer.max_epochs=0"], ["trainer.max_epochs", "≥ 1"]),
-    ("batch size 0", ["task=segmentation", "data.batch_size=0"], ["data.batch_size", "≥ 1"]),
-    ("negative batch size", ["data.batch_size=-1"], ["data.batch_size=-1"]),
-    ("batch size not a number", ["data.batch_size=abc"], ["data.batch_size='abc'"]),
-    ("seed not a number", ["seed=abc"], ["seed='abc'"]),
-    ("image size 0", ["data.image_size=0"], ["data.image_size=0", "positive"]),
-    ("negative image size", ["task=segmentation", "data.image_size=[-32,32]"], ["image_size"]),
-    ("lr not a number", ["optimizer.lr=abc"], ["optimizer.lr", "positive number"]),
-    ("experiment typo", ["experiment=bccd_yolov5"], ["experiment/bccd_yolov5", "bccd_yolov5n"]),
-    ("model typo", ["model=yolo5"], ["model/yolo5", "yolov5"]),
-    (
-        "non-ASCII path unquoted",
-        ["task=segmentation", "data=mask_folder", "data.root=/tmp/données"],
-        ["data.root=/tmp/données", 'data.root="/tmp/données"'],
-    ),
-]
+    Fault("resume into another model", train_entry,
+          lambda c: [*TINY_SEG, "model=fcn", "logger=none", f"ckpt_path={c.last}"],
+          ["model.name 'unet' vs 'fcn'", "without ckpt_path"]),
+    Fault("eval option the task lacks", eval_entry,
+          lambda c: [f"ckpt_path={c.last}", "task.inference.nope=1"],
+          ["task.inference.nope", "crop"]),
+    Fault("eval split", eval_entry, lambda c: [f"ckpt_path={c.last}", "split=train"],
+          ["split='train'", "val or test"]),
+    Fault("predict without output", predict_entry,
+          lambda c: [f"ckpt_path={c.last}", f"input={c.tmp}"],
+          ["output is required", "output=<value>"]),
+    Fault("predict input missing", predict_entry,
+          lambda c: [f"ckpt_path={c.last}", f"input={c.tmp / 'nope'}", f"output={c.tmp / 'o'}"],
+          lambda c: [f"input='{c.tmp / 'nope'}'", "image file", "folder"]),
+    Fault("save_predictions for segmentation", eval_entry,
+          lambda c: [f"ckpt_path={c.last}", "save_predictions=true"],
+          ["save_predictions=true", "'segmentation'", "predict.py"]),
+]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("args", "needles"), [r[1:] for r in BAD_INPUT], ids=[r[0] for r in BAD_INPUT]
-)
-def test_bad_option_is_one_line(args: list[str], needles: list[str]) -> None:
-    code, err = run_entry(train_entry, *args)
+@pytest.mark.parametrize("case", FAULTS, ids=[f.name for f in FAULTS])
+def test_fault_is_one_line(
+    case: Fault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Exit status 2 and one line on stderr, ``error: ...``, that names the key, file or value
+    and says what to do; no traceback."""
+    ctx = Ctx(tmp_path, monkeypatch, request)
+    args = case.args(ctx) if callable(case.args) else case.args
+    code, err = run_entry(case.entry, *args)
+    lines = err.strip().splitlines()
     assert code == 2, err
-    assert "Traceback" not in err, err
-    assert err.startswith("error: ") and all(n in err for n in needles), err
-
-
-def test_unwritable_output_folder_is_named(tmp_path: Path) -> None:
-    blocker = tmp_path / "a_file"
-    blocker.write_text("")
-    code, err = run_entry(train_entry, *TINY_SEG, f"paths.output_root={blocker}/runs")
-    assert code == 2 and "Traceback" not in err, err
-    assert str(blocker) in err and "writable" in err and err.count("\n") == 1, err
-
-
-def test_bad_mask_inside_loader_workers_is_one_line(tmp_path: Path) -> None:
-    """With the default 2 workers the worker's re-raised DataError carries its whole traceback;
-    only the original message is printed."""
-    args = [*mask_folder(tmp_path / "data", bad_value=7), "data.num_workers=2"]
-    code, err = run_entry(train_entry, *args, "trainer.max_epochs=1")
-    assert code == 2, err
-    assert "Traceback" not in err and "worker" not in err and err.count("\n") == 1, err
-    assert "2.png" in err and "data.value_map" in err, err
-
-
-def test_non_finite_loss_stops_with_the_step_and_keeps_checkpoints(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    code, err = run_entry(
-        train_entry,
-        *TINY_SEG,
-        "optimizer.lr=1e9",
-        "trainer.max_epochs=4",
-        "logger=none",
-        f"hydra.run.dir={run}",
-    )
-    assert code == 2 and "Traceback" not in err, err
-    assert "training loss is nan" in err and "epoch" in err and "optimizer.lr" in err, err
-    failed_epoch = int(re.search(r"at epoch (\d+)", err).group(1))
-    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert last["epoch"] == failed_epoch - 1  # the epochs before the failure are kept
-
-
-def test_decompression_bomb_names_the_file(tmp_path: Path, monkeypatch) -> None:
-    from visionzoo.core.io import DataError, read_rgb
-
-    path = tmp_path / "huge.png"
-    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(path)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1600 px > 2 × limit: PIL refuses
-    with pytest.raises(DataError, match="huge.png.*too large"):
-        read_rgb(path)
+    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("error: "), err
+    needles = case.needles(ctx) if callable(case.needles) else case.needles
+    missing = [n for n in needles if n not in lines[0]]
+    assert not missing, f"{missing} not in: {lines[0]}"
+    if case.then is not None:
+        case.then(ctx, lines[0])
 
 
 @pytest.fixture(scope="module")
@@ -144,36 +291,6 @@ def test_checkpoints_follow_the_umask(seg_run: Path) -> None:
         assert ckpt.stat().st_mode & 0o777 == 0o666 & ~mask, ckpt
 
 
-def _bad_checkpoints(folder: Path, good: Path) -> dict[str, Path]:
-    files = {"empty": folder / "empty.ckpt", "truncated": folder / "half.ckpt"}
-    files["empty"].write_bytes(b"")
-    files["truncated"].write_bytes(good.read_bytes()[:4096])
-    files["bare tensor"] = folder / "tensor.ckpt"
-    torch.save(torch.zeros(3), files["bare tensor"])
-    return files
-
-
-@pytest.mark.parametrize(
-    ("case", "needle"),
-    [("empty", "is empty (0 bytes)"), ("truncated", "incomplete"), ("bare tensor", "a Tensor")],
-)
-def test_bad_checkpoint_is_one_line_for_eval_and_resume(
-    case: str, needle: str, seg_run: Path, tmp_path: Path
-) -> None:
-    path = _bad_checkpoints(tmp_path, seg_run / "checkpoints" / "last.ckpt")[case]
-    for entry, args in ((eval_entry, []), (train_entry, [*TINY_SEG, "logger=none"])):
-        code, err = run_entry(entry, *args, f"ckpt_path={path}")
-        assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
-        assert path.name in err and needle in err, err
-
-
-def test_resume_into_another_model_says_what_differs(seg_run: Path) -> None:
-    last = seg_run / "checkpoints" / "last.ckpt"
-    code, err = run_entry(train_entry, *TINY_SEG, "model=fcn", "logger=none", f"ckpt_path={last}")
-    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
-    assert "model.name 'unet' vs 'fcn'" in err and "without ckpt_path" in err, err
-
-
 def test_eval_prints_one_table_with_significant_digits(seg_run: Path, capsys) -> None:
     last = seg_run / "checkpoints" / "last.ckpt"
     code, err = run_entry(eval_entry, f"ckpt_path={last}")
@@ -194,8 +311,6 @@ def test_eval_takes_inference_options_of_the_checkpoint_task(seg_run: Path, tmp_
     plain = _eval_metrics(tmp_path / "plain", last)
     flip = _eval_metrics(tmp_path / "flip", last, "task.inference.flip=true")
     assert plain["val/miou"] != flip["val/miou"]  # applied, not silently ignored
-    code, err = run_entry(eval_entry, last, "task.inference.nope=1")
-    assert code == 2 and "task.inference.nope" in err and "crop" in err, err
 
 
 def test_eval_on_a_moved_dataset_root(tmp_path: Path) -> None:
@@ -211,19 +326,10 @@ def test_eval_on_a_moved_dataset_root(tmp_path: Path) -> None:
     assert after == before
 
 
-def test_binary_masks_without_value_map_are_refused(tmp_path: Path) -> None:
-    """0/255 masks read with the default ignore_index 255: every foreground pixel would be
-    ignored and the run would report mIoU 1.0; refused, naming data.value_map."""
-    args = mask_folder(tmp_path / "data", bad_value=255)  # 255 in one of the four masks
-    root = tmp_path / "data"
-    for i in range(4):  # now all four: a quarter is 0, three quarters 255
-        mask = np.full((32, 32), 255, np.uint8)
-        mask[:8] = 0
-        Image.fromarray(mask).save(root / "masks" / f"{i}.png")
-    code, err = run_entry(train_entry, *args, "data.num_workers=0", "trainer.max_epochs=1")
-    assert code == 2 and "Traceback" not in err, err
-    assert "75% of the pixels" in err and "data.value_map" in err and "class_1" in err, err
-    fixed = [*args, "data.value_map={0: 0, 255: 1}", "data.num_workers=0"]
+def test_binary_masks_train_with_value_map(tmp_path: Path) -> None:
+    """The fix the refusal names (table row "0/255 masks without value_map") works."""
+    args = _binary_masks(Ctx(tmp_path, None, None))
+    fixed = [*args, "data.value_map={0: 0, 255: 1}"]
     code, err = run_entry(train_entry, *fixed, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}")
     assert code == 0, err
 
@@ -260,34 +366,6 @@ def test_asynchronous_checkpoint_is_a_snapshot(tmp_path: Path) -> None:
     io.teardown()  # joins the writer, as fit's teardown does
     saved = torch.load(tmp_path / "a.ckpt", weights_only=True)
     assert saved["epoch"] == 3 and torch.equal(saved["w"], torch.arange(6.0))
-
-
-def test_disk_full_during_training_is_one_line_and_keeps_checkpoints(
-    tmp_path: Path, monkeypatch
-) -> None:
-    """A checkpoint write failing on the background thread (disk full from epoch 2 on) stops
-    the run with one line naming the file, and epoch 1's checkpoints stay readable."""
-    import errno
-
-    from visionzoo.core import checkpoint
-
-    real, calls = checkpoint.atomic_write_bytes, []
-
-    def filling_disk(path, data):
-        calls.append(path)
-        if len(calls) > 2:  # epoch 1 wrote best.ckpt and last.ckpt
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        real(path, data)
-
-    monkeypatch.setattr(checkpoint, "atomic_write_bytes", filling_disk)
-    run = tmp_path / "run"
-    code, err = run_entry(
-        train_entry, *TINY_SEG, "trainer.max_epochs=3", "logger=none", f"hydra.run.dir={run}"
-    )
-    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
-    assert "No space left" in err and str(run / "checkpoints") in err, err
-    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert last["epoch"] == 0
 
 
 def test_plots_every_n_validations_and_the_last(seg_run: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import secrets
 import sys
 import warnings
@@ -24,7 +25,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, InstantiationException
 from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import (
+    InterpolationToMissingValueError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+)
 
 import visionzoo  # noqa: F401  (registers the built-in families, models and losses)
 from visionzoo.cli.checks import (
@@ -445,9 +450,16 @@ def user_message(err: BaseException) -> str:
 
 def error_line(err: BaseException) -> str | None:
     """The one-line message for a user mistake, or ``None`` for a genuine bug (traceback)."""
+    if isinstance(err, InterpolationToMissingValueError):  # e.g. hydra.run.dir: ${output}
+        found = re.search(r"Missing mandatory value: ([\w.]+)", str(err))
+        if found:
+            err = MissingMandatoryValue(str(err))
+            err.full_key = found.group(1)
     if isinstance(err, MissingMandatoryValue):
         key = err.full_key or "?"
         return f"{key} is required but not set; add {key}=<value> to the command line"
+    if isinstance(err, OmegaConfBaseException):  # its text adds full_key / object_type lines
+        return str(err).strip().splitlines()[0]
     if isinstance(err, (UserError, *USER_ERRORS)):
         return user_message(err)
     if isinstance(err, OSError) and err.filename is not None:  # read-only, full or gone
@@ -457,6 +469,18 @@ def error_line(err: BaseException) -> str | None:
             "$VISIONZOO_OUTPUT)"
         )
     return None
+
+
+def hydra_error_line(err: BaseException) -> str:
+    """Hydra's paragraph-long errors as one line; a misspelt group choice (``model=yolo5``)
+    lists the valid choices on it."""
+    from hydra.errors import MissingConfigException
+
+    options = getattr(err, "options", None)
+    if isinstance(err, MissingConfigException) and options:
+        group, _, choice = str(err.missing_cfg_file or "").rpartition("/")
+        return f"{group}={choice} does not exist; choose one of: {', '.join(options)}"
+    return " ".join(str(err).split())
 
 
 def in_sweep() -> bool:
@@ -508,7 +532,7 @@ def _entry(config_name: str, fn: Callable[[DictConfig], Any]) -> None:
     try:
         main(_guarded(fn))()
     except HydraException as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {hydra_error_line(err)}", file=sys.stderr)
         sys.exit(2)
     except Exception as err:
         line = error_line(err)

@@ -189,10 +189,10 @@ class SegmentationDataModule(VisionDataModule):
         if is_list_file(split):  # the dataset's own "image label" lines, for any format
             return list_file_pairs(self.root, split, self.list_prefix, stage=stage)
         if self.format == "voc":
-            return voc_pairs(self.root, split)
+            return voc_pairs(self.root, split, stage=stage)
         if self.format == "camvid":
             return camvid_pairs(self.root, split)
-        return mask_folder_pairs(self.root, split, self.images, self.masks)
+        return mask_folder_pairs(self.root, split, self.images, self.masks, stage=stage)
 
     def setup(self, stage: str | None = None) -> None:
         stages = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}

@@ -14,7 +14,9 @@ from visionzoo.core.io import DataError, list_images, open_image
 Pair = tuple[Path, Path]
 
 
-def _select(items: list[Path], split: str | None, split_dir: Path) -> list[Path]:
+def _select(
+    items: list[Path], split: str | None, split_dir: Path, stage: str | None = None
+) -> list[Path]:
     """Apply a split: ``None`` (all), ``"a:b"`` (slice of the natural order) or a split name
     whose ``<split_dir>/<name>.txt`` lists file stems."""
     if split is None:
@@ -25,9 +27,9 @@ def _select(items: list[Path], split: str | None, split_dir: Path) -> list[Path]
     split_file = split_dir / f"{split}.txt"
     if not split_file.is_file():
         raise DataError(
-            f"split file {str(split_file)!r} does not exist; set data.splits.<stage> to an "
-            "existing "
-            "split name, a slice like '0:24', or null for all images"
+            f"split file {str(split_file)!r} does not exist; set data.splits.{stage or '<stage>'} "
+            "to an existing split name, a slice like '0:24', a list file like "
+            "'lists/train.txt', or null for all images"
         )
     by_stem = {p.stem: p for p in items}
     stems = [s.strip() for s in split_file.read_text().splitlines() if s.strip()]
@@ -49,19 +51,26 @@ def _pair(images: list[Path], mask_dir: Path) -> list[Pair]:
 
 
 def mask_folder_pairs(
-    root: str | Path, split: str | None, images: str = "images", masks: str = "masks"
+    root: str | Path,
+    split: str | None,
+    images: str = "images",
+    masks: str = "masks",
+    *,
+    stage: str | None = None,
 ) -> list[Pair]:
-    """``root/<images>/x.*`` paired with ``root/<masks>/x.png``; splits in ``root/splits``."""
+    """``root/<images>/x.*`` paired with ``root/<masks>/x.png``; splits in ``root/splits``
+    (``stage`` only names the config key in errors)."""
     root = Path(root)
-    return _pair(_select(list_images(root / images), split, root / "splits"), root / masks)
+    found = _select(list_images(root / images), split, root / "splits", stage)
+    return _pair(found, root / masks)
 
 
-def voc_pairs(root: str | Path, split: str | None) -> list[Pair]:
+def voc_pairs(root: str | Path, split: str | None, *, stage: str | None = None) -> list[Pair]:
     """Pascal VOC: ``JPEGImages``, ``SegmentationClass`` (palette PNGs whose indices are class
     ids, 255 = boundary), ``ImageSets/Segmentation/<split>.txt``."""
     root = Path(root)
     split_dir = root / "ImageSets" / "Segmentation"
-    images = _select(list_images(root / "JPEGImages"), split, split_dir)
+    images = _select(list_images(root / "JPEGImages"), split, split_dir, stage)
     return _pair(images, root / "SegmentationClass")
 
 
