@@ -30,6 +30,7 @@ from omegaconf.errors import (
     MissingMandatoryValue,
     OmegaConfBaseException,
 )
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 import visionzoo  # noqa: F401  (registers the built-in families, models and losses)
 from visionzoo.cli.checks import (
@@ -109,6 +110,10 @@ def checkpoint_io(asynchronous: bool) -> Any:
     return AsyncCheckpointIO(AtomicCheckpointIO())
 
 
+# trainer options worth naming when Lightning refuses the combination
+TRAINER_CHOICES = ("accelerator", "devices", "num_nodes", "strategy", "precision")
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path, **extra: Any) -> pl.Trainer:
     loggers = [hydra.utils.instantiate(v) for v in (cfg.get("logger") or {}).values()]
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -124,16 +129,26 @@ def build_trainer(cfg: DictConfig, run_dir: Path, **extra: Any) -> pl.Trainer:
             "trainer.sync_batchnorm=true needs GPUs; "
             "add trainer.sync_batchnorm=false for DDP on CPU"
         )
-    return pl.Trainer(
-        **kwargs,
-        logger=loggers or False,
-        callbacks=build_callbacks(cfg, run_dir),
-        enable_progress_bar=cfg.callbacks.progress != "none",
-        default_root_dir=str(run_dir),
-        plugins=[checkpoint_io(bool(cfg.callbacks.checkpoint.get("asynchronous", False)))],
-        use_distributed_sampler=False,  # SeededSampler shards by rank itself
-        **extra,
-    )
+    callbacks = build_callbacks(cfg, run_dir)
+    plugins = [checkpoint_io(bool(cfg.callbacks.checkpoint.get("asynchronous", False)))]
+    try:
+        return pl.Trainer(
+            **kwargs,
+            logger=loggers or False,
+            callbacks=callbacks,
+            enable_progress_bar=cfg.callbacks.progress != "none",
+            default_root_dir=str(run_dir),
+            plugins=plugins,
+            use_distributed_sampler=False,  # SeededSampler shards by rank itself
+            **extra,
+        )
+    except (MisconfigurationException, TypeError, ValueError) as err:
+        # Lightning's own check of a trainer option (trainer.devices=abc, a bad strategy)
+        shown = " ".join(f"trainer.{k}={v!r}" for k, v in kwargs.items() if k in TRAINER_CHOICES)
+        raise UserError(
+            f"Lightning refused the trainer options ({shown}): {str(err).strip().splitlines()[0]}"
+            " — see configs/trainer/*.yaml for valid settings"
+        ) from err
 
 
 def build_datamodule(data_cfg: dict[str, Any] | DictConfig) -> pl.LightningDataModule:
@@ -284,6 +299,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             )
         other_dataset = "_target_" in data  # data=<name>: another dataset, not a change
         module = load_checkpoint_module(cfg.ckpt_path, task, {} if other_dataset else data)
+        if other_dataset:
+            check_data_task(cfg, module.hparams.task_name)
         datamodule = build_datamodule(data if other_dataset else module.hparams.data)
         datamodule.prepare_data()
     else:

@@ -164,6 +164,20 @@ CHOICE_OPTIONS: dict[str, tuple[Any, ...]] = {
     "data.pin_memory": ("auto", True, False),
     "model.channels_last": ("auto", True, False),
 }
+# Documented yes/no options (a typo like `maybe` would otherwise be truthy).
+BOOL_OPTIONS = (
+    "task.plots",
+    "task.inference.flip",
+    "callbacks.lr_monitor",
+    "callbacks.checkpoint.save_last",
+    "callbacks.checkpoint.asynchronous",
+    "data.persistent_workers",
+    "data.eval_native_labels",
+    "data.rect_eval",
+    "data.cache_images",
+    "model.compile",
+    "save_predictions",
+)
 # Sections whose every leaf is a number (probabilities, gains, ranges) or a list of numbers.
 NUMBER_SECTIONS = ("data.augment",)
 
@@ -190,6 +204,16 @@ def check_values(cfg: DictConfig) -> None:
         ):
             shown = ", ".join(str(c).lower() if isinstance(c, bool) else c for c in choices)
             raise UserError(f"{key}={value!r}: choose one of {shown}")
+    for key in BOOL_OPTIONS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and not isinstance(value, bool):
+            raise UserError(f"{key}={value!r}: expected true or false")
+    prefix = OmegaConf.select(cfg, "data.list_prefix", default=None)
+    if prefix is not None and not isinstance(prefix, DictConfig):
+        raise UserError(
+            f"data.list_prefix={prefix!r}: expected a mapping of listed path prefixes to their "
+            "replacement, e.g. data.list_prefix=\"{/home/author/CamVid: ''}\""
+        )
     for key in NUMBER_SECTIONS:
         _numbers_only(OmegaConf.select(cfg, key, default=None), key)
     for key, (low, nullable) in NUMERIC_OPTIONS.items():

@@ -36,6 +36,12 @@ def read_checkpoint(ckpt_path: str) -> dict[str, Any]:
     """A visionzoo checkpoint as plain data (``weights_only``: nothing in it is executed), or a
     ``CheckpointError`` saying why the file is not one."""
     path = Path(ckpt_path)
+    if path.is_dir():
+        found = sorted([*path.glob("*.ckpt"), *path.glob("checkpoints/*.ckpt")])[:3]
+        hint = f" (it holds e.g. {', '.join(str(f) for f in found)})" if found else ""
+        raise CheckpointError(
+            f"ckpt_path {ckpt_path!r} is a folder; pass the .ckpt file itself{hint}"
+        )
     if not path.is_file():
         raise CheckpointError(
             f"ckpt_path {ckpt_path!r} does not exist; pass a .ckpt written by train.py"
