@@ -182,12 +182,10 @@ def test_segmentation_suite_tiny(together: Path) -> None:
         assert len(q["history"]) == 1  # one validation after the single tiny epoch
         assert 0.0 <= q["final"]["dice_fg"] <= 1.0 and 0.0 <= q["final"]["miou"] <= 1.0
         _check_timed(result["throughput"][side])
-        _check_timed(result["end_to_end"][side])
-    assert _positive(result["throughput"]["ratio"]) and _positive(result["end_to_end"]["ratio"])
+    assert _positive(result["throughput"]["ratio"])
     assert result["settings"]["foreground_class"]["metric"] == "val/dice_cell"
     assert set(result["acceptance"]) == {
         "throughput_ratio_ge_0.95",
-        "end_to_end_ratio_ge_0.95",
         "dice_fg_final_ours_ge_smp",
         "dice_fg_best_ours_ge_smp",
     }

@@ -141,6 +141,7 @@ def test_family_contract(family: Family, tmp_path: Path) -> None:
 
     path = tmp_path / "contract.ckpt"
     trainer.save_checkpoint(path)
+    trainer.strategy.checkpoint_io.teardown()  # joins the background writer (as fit's end does)
     raw = torch.load(path, map_location="cpu", weights_only=True)
     assert raw["hyper_parameters"]["task_name"] == family.name
     reloaded = load_checkpoint_module(str(path))

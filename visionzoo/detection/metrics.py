@@ -176,7 +176,7 @@ class DetectionEvaluator(GatheredMetric[Prediction]):
             ev.summarize()
         out: dict[str, Any] = {k: float(ev.stats[i]) for k, i in _STATS.items()}
         out["stats"] = [float(s) for s in ev.stats]
-        out["results"] = results  # what was scored: COCO results for COCO.loadRes
+        self.scored = results  # what was scored: COCO results for COCO.loadRes
         # precision: [T iou, R recall, K class, A area, M maxDets]; area 'all', 100 detections.
         precision = ev.eval["precision"][:, :, :, 0, -1]
         k_index = [ev.params.catIds.index(c) for c in self.category_ids]

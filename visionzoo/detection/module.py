@@ -268,7 +268,7 @@ class DetectionModule(VisionModule):
         evaluator.reset()
         if self.predictions_file is not None and self.trainer.is_global_zero:
             # the detections just scored, in the dataset's image and category ids (xywh)
-            atomic_write_bytes(self.predictions_file, json.dumps(result["results"]).encode())
+            atomic_write_bytes(self.predictions_file, json.dumps(evaluator.scored).encode())
         metrics = {k: float(result[k]) for k in METRIC_KEYS if k in result}
         self.log_metrics(stage, metrics)
         return result
