@@ -467,13 +467,13 @@ def user_message(err: BaseException) -> str:
 
 def error_line(err: BaseException) -> str | None:
     """The one-line message for a user mistake, or ``None`` for a genuine bug (traceback)."""
-    if isinstance(err, InterpolationToMissingValueError):  # e.g. hydra.run.dir: ${output}
-        found = re.search(r"Missing mandatory value: ([\w.]+)", str(err))
-        if found:
-            err = MissingMandatoryValue(str(err))
-            err.full_key = found.group(1)
+    key = None
     if isinstance(err, MissingMandatoryValue):
         key = err.full_key or "?"
+    elif isinstance(err, InterpolationToMissingValueError):  # e.g. hydra.run.dir: ${output}
+        found = re.search(r"Missing mandatory value: ([\w.]+)", str(err))
+        key = found.group(1) if found else None
+    if key is not None:
         return f"{key} is required but not set; add {key}=<value> to the command line"
     if isinstance(err, OmegaConfBaseException):  # its text adds full_key / object_type lines
         return str(err).strip().splitlines()[0]

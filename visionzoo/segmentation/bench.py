@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import math
 import shutil
 import time
@@ -333,9 +334,9 @@ def _end_to_end(
     """Whole short runs, alternating sides: ours is ``train.py``'s path with its defaults
     (validation each epoch, best + last checkpoints, plots, CSV logger), built afresh each
     time; smp is the plain loop over a fresh data module, validated after each epoch."""
-    epochs = 1 if args.tiny else args.e2e_epochs
+    epochs = args.e2e_epochs
     cfg = compose([*base, f"trainer.max_epochs={epochs}"], folder)
-    runs = iter(range(10**6))
+    runs = itertools.count()
 
     def ours() -> Measurement:
         run_dir = folder / f"ours{next(runs)}"
