@@ -180,6 +180,8 @@ BOOL_OPTIONS = (
 )
 # Sections whose every leaf is a number (probabilities, gains, ranges) or a list of numbers.
 NUMBER_SECTIONS = ("data.augment",)
+# Options that take `auto` or a number ≥ 0.
+AUTO_NUMBER_OPTIONS = ("task.warmup_bias_lr",)
 
 
 def _numbers_only(node: Any, key: str) -> None:
@@ -216,6 +218,12 @@ def check_values(cfg: DictConfig) -> None:
         )
     for key in NUMBER_SECTIONS:
         _numbers_only(OmegaConf.select(cfg, key, default=None), key)
+    for key in AUTO_NUMBER_OPTIONS:
+        value = OmegaConf.select(cfg, key, default="auto")
+        if value != "auto" and (
+            not isinstance(value, int | float) or isinstance(value, bool) or value < 0
+        ):
+            raise UserError(f"{key}={value!r}: expected auto or a number ≥ 0")
     for key, (low, nullable) in NUMERIC_OPTIONS.items():
         value = OmegaConf.select(cfg, key, default="absent")
         if value == "absent" or (value is None and nullable):

@@ -76,7 +76,8 @@ class DetectionModule(VisionModule):
     - gradients accumulate to a nominal batch of ``nominal_batch_size`` images (ramped up during
       warm-up), clipped to ``grad_clip`` before each step;
     - warm-up over ``max(warmup_epochs × batches, warmup_min_iters)`` batches: biases start at
-      ``warmup_bias_lr``, the other groups at 0, momentum at ``warmup_momentum``; afterwards the
+      ``warmup_bias_lr`` (``"auto"``: 0 under Adam / AdamW, as Ultralytics does, 0.1 otherwise),
+      the other groups at 0, momentum at ``warmup_momentum``; afterwards the
       learning rate follows the scheduler's ``kind`` (linear / cosine / constant) per epoch down
       to ``min_lr_ratio``;
     - an EMA of the weights is what validation, checkpoints' ``ema`` entry and predict use.
@@ -90,7 +91,7 @@ class DetectionModule(VisionModule):
         nominal_batch_size: int = 64,
         grad_clip: float | None = 10.0,
         warmup_min_iters: int = 100,
-        warmup_bias_lr: float = 0.1,
+        warmup_bias_lr: float | str = "auto",
         warmup_momentum: float = 0.8,
         ema: dict[str, float] | None = None,
         autoanchor: bool = True,
@@ -168,6 +169,16 @@ class DetectionModule(VisionModule):
             return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * t))
         return 1.0
 
+    def _warmup_bias_lr(self) -> float:
+        """The learning rate biases start warm-up from. ``auto``: 0 for the Adam family (a high
+        bias rate under Adam's normalised steps moves BatchNorm shifts by O(1) in a few steps),
+        YOLO's 0.1 for SGD."""
+        value = self.hparams.warmup_bias_lr
+        if value != "auto":
+            return float(value)
+        target = str((self.hparams.optimizer or {}).get("_target_", ""))
+        return 0.0 if target.rsplit(".", 1)[-1].lower().startswith("adam") else 0.1
+
     def _set_lr(self, optimizer: torch.optim.Optimizer, ni: int, nw: int) -> int:
         """Learning rate and momentum of each group for batch ``ni``; returns accumulate."""
         factor = self._lr_factor(self.current_epoch)
@@ -177,7 +188,7 @@ class DetectionModule(VisionModule):
             lr = g["initial_lr"] * factor
             momentum = g["initial_momentum"]
             if warm:
-                start = self.hparams.warmup_bias_lr if j == 0 else 0.0
+                start = self._warmup_bias_lr() if j == 0 else 0.0
                 lr = float(np.interp(ni, [0, nw], [start, lr]))
                 momentum = float(np.interp(ni, [0, nw], [self.hparams.warmup_momentum, momentum]))
             g["lr"] = lr

@@ -1,0 +1,48 @@
+"""The detection training recipe: the warm-up's starting bias learning rate follows the
+optimiser (Ultralytics: 0 under the Adam family, whose normalised steps make YOLO's 0.1 move
+BatchNorm shifts by O(1) within a few steps; 0.1 under SGD)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from visionzoo.detection.module import DetectionModule
+
+ADAMW = {"_target_": "torch.optim.AdamW", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 5e-4}
+SGD = {"_target_": "torch.optim.SGD", "lr": 1e-2, "momentum": 0.937, "weight_decay": 5e-4}
+
+
+def warm_module(optimizer: dict, **kw) -> DetectionModule:
+    module = DetectionModule(
+        model={"name": "yolov5", "size": "n", "num_classes": 2},
+        optimizer=optimizer,
+        scheduler={"kind": "linear", "warmup_epochs": 1, "min_lr_ratio": 0.01},
+        monitor="val/map",
+        task_name="detection",
+        nominal_batch_size=16,
+        **kw,
+    )
+    module._trainer = SimpleNamespace(
+        world_size=1, datamodule=SimpleNamespace(batch_size=16), max_epochs=10, current_epoch=0
+    )
+    return module
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "setting", "start"),
+    [(ADAMW, "auto", 0.0), (SGD, "auto", 0.1), (ADAMW, 0.05, 0.05), (SGD, 0.0, 0.0)],
+)
+def test_warmup_bias_lr_follows_the_optimizer(optimizer, setting, start) -> None:
+    module = warm_module(optimizer, warmup_bias_lr=setting)
+    opt = module.configure_optimizers()
+    nw = 100
+    module._set_lr(opt, 0, nw)
+    bias, weights, norms = opt.param_groups
+    assert bias["lr"] == pytest.approx(start)
+    assert weights["lr"] == 0.0 and norms["lr"] == 0.0
+    module._set_lr(opt, nw // 2, nw)  # halfway: linear from the start value to the target
+    assert bias["lr"] == pytest.approx((start + optimizer["lr"]) / 2)
+    module._set_lr(opt, nw, nw)  # warm-up over: every group at the scheduled rate
+    assert bias["lr"] == pytest.approx(optimizer["lr"]) == weights["lr"]
