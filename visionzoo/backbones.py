@@ -1,5 +1,5 @@
-"""timm networks (feature encoders, pooled trunks), with pretrained weights read only from a
-local file."""
+"""timm networks (feature encoders, pooled trunks), with pretrained weights from a local file,
+or, when asked for (``pretrained=True``) and online, from timm's hub."""
 
 from __future__ import annotations
 
@@ -10,12 +10,18 @@ import torch.nn as nn
 
 
 def create_timm_model(
-    name: str, *, pretrained_file: str | None = None, role: str = "model", **kwargs: Any
+    name: str,
+    *,
+    pretrained_file: str | None = None,
+    pretrained: bool = False,
+    role: str = "model",
+    **kwargs: Any,
 ) -> nn.Module:
     """``timm.create_model(name, **kwargs)`` with weights from ``pretrained_file`` (a local
     timm/torch state dict of the classification model: ``.pth``, ``.bin`` or
-    ``.safetensors``) or none; nothing is ever downloaded. ``role`` names the network in the
-    unknown-name error (``encoder``, ``backbone``)."""
+    ``.safetensors``), else with ``pretrained=True`` timm's default pretrained weights
+    (downloaded from the Hugging Face hub, so online only), else none. ``role`` names the
+    network in the unknown-name error (``encoder``, ``backbone``)."""
     import timm  # imported on use: it costs seconds at start-up for every command
 
     if name not in timm.list_models():
@@ -31,13 +37,14 @@ def create_timm_model(
                 "model.pretrained_file to a local timm checkpoint or null to train from scratch"
             )
         kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
-    return timm.create_model(name, pretrained=bool(pretrained_file), **kwargs)
+    return timm.create_model(name, pretrained=bool(pretrained_file) or pretrained, **kwargs)
 
 
 def create_encoder(
     name: str,
     *,
     pretrained_file: str | None = None,
+    pretrained: bool = False,
     in_chans: int = 3,
     out_indices: tuple[int, ...] | None = None,
     output_stride: int | None = None,
@@ -50,4 +57,6 @@ def create_encoder(
         kwargs["out_indices"] = out_indices
     if output_stride is not None and output_stride != 32:
         kwargs["output_stride"] = output_stride
-    return create_timm_model(name, pretrained_file=pretrained_file, role="encoder", **kwargs)
+    return create_timm_model(
+        name, pretrained_file=pretrained_file, pretrained=pretrained, role="encoder", **kwargs
+    )

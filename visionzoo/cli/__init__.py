@@ -274,10 +274,11 @@ def metric_only_module(
             "to score without a checkpoint"
         )
     family = check_model_task(cfg)
-    if model_info(cfg.model.name).trainable:
+    if model_info(cfg.model.name).trainable and not cfg.model.get("weights"):
         only = family.metric_only_models()
         raise UserError(
-            f"model {cfg.model.name!r} has learnt weights: give ckpt_path=<file.ckpt>. Models "
+            f"model {cfg.model.name!r} has learnt weights: give ckpt_path=<file.ckpt> (or, for "
+            "detection, model.weights=<official checkpoint>). Models "
             f"of task {family.name!r} that run without one: {', '.join(only) or '(none)'}"
         )
     datamodule = build_datamodule(cfg.data)

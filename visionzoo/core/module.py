@@ -76,6 +76,11 @@ class VisionModule(pl.LightningModule):
         self.plot_every = plot_every
         name, model_kw, runtime = split_model_spec(model)
         self.model = create_model(name, **model_kw)
+        # Options a weights file fixed (an imported checkpoint's size, anchors...) replace the
+        # configured ones in what checkpoints record, so that they rebuild without the file.
+        update = getattr(self.model, "spec_update", None)
+        if update:
+            self.hparams["model"] = {**dict(self.hparams["model"]), **update}
         self.compile_model = bool(runtime.get("compile", False))
         self.channels_last = runtime.get("channels_last", "auto")
         if self.channels_last not in CHANNELS_LAST_CHOICES:

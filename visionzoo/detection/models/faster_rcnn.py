@@ -17,8 +17,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models.detection import FasterRCNN as TorchvisionFasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.faster_rcnn import (
+    FastRCNNConvFCHead,
+    FastRCNNPredictor,
+    TwoMLPHead,
+)
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
+from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
@@ -31,6 +36,11 @@ class TimmFPN(nn.Module):
     """The deepest ``levels`` feature maps of a timm encoder through an FPN, plus a max-pooled
     extra level (``"pool"``) for the RPN's largest anchors: ``[B, 3, H, W]`` → ordered dict of
     ``[B, out_channels, H / s, W / s]``.
+
+    ``pretrained``: timm's ImageNet weights (downloaded; online only) when no
+    ``pretrained_file`` is given. ``frozen_bn``: every encoder BatchNorm frozen (null: when
+    the encoder starts from pretrained weights).
+    ``fpn_norm``: BatchNorm in the FPN's convolutions (torchvision's ``_v2`` model).
 
     ``trainable_layers`` counts the encoder's stages (timm ``feature_info`` entries: stem + 4 for a
     ResNet, as torchvision counts) that train, from the deepest; the stem and earlier stages are
@@ -45,30 +55,39 @@ class TimmFPN(nn.Module):
         name: str,
         *,
         pretrained_file: str | None = None,
+        pretrained: bool = False,
         levels: int = 4,
         out_channels: int = 256,
         trainable_layers: int | None = None,
+        frozen_bn: bool | None = None,
+        fpn_norm: bool = False,
     ) -> None:
         super().__init__()
         if levels < 1:
             raise ValueError(f"fpn_levels={levels}; use at least 1 (4 = strides 4-32 on a ResNet)")
         try:
             self.body = create_encoder(
-                name, pretrained_file=pretrained_file, out_indices=tuple(range(-levels, 0))
+                name,
+                pretrained_file=pretrained_file,
+                pretrained=pretrained,
+                out_indices=tuple(range(-levels, 0)),
             )
         except IndexError as err:  # timm's own message for an out-of-range index says nothing
             raise ValueError(
                 f"fpn_levels={levels} but encoder {name!r} has fewer feature stages; lower it"
             ) from err
         stages = [info["module"] for info in self.body.feature_info.info]
+        pretrained = pretrained or bool(pretrained_file)
         if trainable_layers is None:
-            trainable_layers = 3 if pretrained_file else len(stages)
+            trainable_layers = 3 if pretrained else len(stages)
         if not 0 <= trainable_layers <= len(stages):
             raise ValueError(
                 f"trainable_layers={trainable_layers} but encoder {name!r} has {len(stages)} "
                 f"stages ({', '.join(stages)}); use 0..{len(stages)} or null"
             )
-        if pretrained_file:
+        if frozen_bn is None:
+            frozen_bn = pretrained
+        if frozen_bn:
             from timm.layers import freeze_batch_norm_2d
 
             self.body = freeze_batch_norm_2d(self.body)
@@ -76,7 +95,10 @@ class TimmFPN(nn.Module):
             self._freeze_through(stages[len(stages) - trainable_layers - 1])
         self.strides = tuple(self.body.feature_info.reduction())
         self.fpn = FeaturePyramidNetwork(
-            list(self.body.feature_info.channels()), out_channels, extra_blocks=LastLevelMaxPool()
+            list(self.body.feature_info.channels()),
+            out_channels,
+            extra_blocks=LastLevelMaxPool(),
+            norm_layer=nn.BatchNorm2d if fpn_norm else None,
         )
         self.out_channels = out_channels
 
@@ -221,6 +243,7 @@ class FasterRCNN(TorchvisionFasterRCNN):
         num_classes: int = 80,
         backbone: str = "resnet50",
         pretrained_file: str | None = None,
+        pretrained: bool = False,
         trainable_layers: int | None = None,
         fpn_levels: int = 4,
         fpn_channels: int = 256,
@@ -232,17 +255,29 @@ class FasterRCNN(TorchvisionFasterRCNN):
         rpn_post_nms_top_n_test: int = 1000,
         box_batch_size_per_image: int = 512,
         box_head_dim: int = 1024,
+        variant: str = "v1",
+        frozen_bn: bool | None = None,
         ohem: bool = False,
         conf_thres: float = 0.001,
         iou_thres: float = 0.5,
         max_det: int = 100,
     ) -> None:
+        if variant not in ("v1", "v2"):
+            raise ValueError(
+                f"model.variant={variant!r}; choose v1 (two-layer MLP box head, as "
+                "fasterrcnn_resnet50_fpn) or v2 (BatchNorm FPN, two-conv RPN head, four-conv "
+                "box head, as fasterrcnn_resnet50_fpn_v2)"
+            )
+        v2 = variant == "v2"
         body = TimmFPN(
             backbone,
             pretrained_file=pretrained_file,
+            pretrained=pretrained,
             levels=fpn_levels,
             out_channels=fpn_channels,
             trainable_layers=trainable_layers,
+            frozen_bn=frozen_bn,
+            fpn_norm=v2,
         )
         sizes = tuple(tuple(s) if isinstance(s, list | tuple) else (s,) for s in anchor_sizes)
         if len(sizes) != fpn_levels + 1:
@@ -253,16 +288,24 @@ class FasterRCNN(TorchvisionFasterRCNN):
             )
         anchors = AnchorGenerator(sizes, (tuple(aspect_ratios),) * len(sizes))
         pool = MultiScaleRoIAlign([str(i) for i in range(fpn_levels)], 7, sampling_ratio=2)
+        if v2:  # torchvision's fasterrcnn_resnet50_fpn_v2 heads (Li et al. 2021, ViTDet recipe)
+            rpn_head = RPNHead(fpn_channels, anchors.num_anchors_per_location()[0], conv_depth=2)
+            box_head = FastRCNNConvFCHead(
+                (fpn_channels, 7, 7), [256] * 4, [box_head_dim], norm_layer=nn.BatchNorm2d
+            )
+        else:
+            rpn_head, box_head = None, TwoMLPHead(fpn_channels * 7 * 7, box_head_dim)
         super().__init__(
             body,
             num_classes=None,
             rpn_anchor_generator=anchors,
+            rpn_head=rpn_head,
             rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train,
             rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test,
             rpn_post_nms_top_n_train=rpn_post_nms_top_n_train,
             rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
             box_roi_pool=pool,
-            box_head=TwoMLPHead(fpn_channels * 7 * 7, box_head_dim),
+            box_head=box_head,
             box_predictor=FastRCNNPredictor(box_head_dim, num_classes + 1),
             box_score_thresh=conf_thres,
             box_nms_thresh=iou_thres,
@@ -314,6 +357,19 @@ class FasterRCNN(TorchvisionFasterRCNN):
 
 
 @register_model("detection", "faster_rcnn")
-def faster_rcnn(*, backbone: str = "resnet50", **kw) -> FasterRCNN:
-    """Faster R-CNN + FPN on the timm encoder ``backbone``; ``ohem=True`` mines hard RoIs."""
-    return FasterRCNN(backbone=backbone, **kw)
+def faster_rcnn(*, backbone: str = "resnet50", weights: str | None = None, **kw) -> FasterRCNN:
+    """Faster R-CNN + FPN on the timm encoder ``backbone``; ``ohem=True`` mines hard RoIs.
+    ``weights``: a torchvision ``fasterrcnn_resnet50_fpn`` / ``_v2`` state dict (backbone,
+    variant and frozen BatchNorm follow the file; 3 trainable stages unless set, as
+    torchvision fine-tunes)."""
+    if not weights:
+        return FasterRCNN(backbone=backbone, **kw)
+    from visionzoo.detection.weights import import_weights, read_torchvision_frcnn
+
+    def build(spec: dict, nc: int) -> FasterRCNN:
+        layers = kw.get("trainable_layers")
+        layers = 3 if layers is None else layers
+        num_classes = kw.get("num_classes") or nc
+        return FasterRCNN(**{**kw, **spec, "num_classes": num_classes, "trainable_layers": layers})
+
+    return import_weights(read_torchvision_frcnn, weights, build)

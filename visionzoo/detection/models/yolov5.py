@@ -166,7 +166,8 @@ class YOLOv5(nn.Module):
         self,
         *,
         num_classes: int = 80,
-        size: str = "n",
+        size: str | None = "n",
+        multiples: tuple[float, float] | list[float] | None = None,
         anchors: tuple | list = DEFAULT_ANCHORS,
         img_size: int = 640,
         anchor_t: float = 4.0,
@@ -179,9 +180,12 @@ class YOLOv5(nn.Module):
         max_det: int = 300,
     ) -> None:
         super().__init__()
-        if size not in SIZES:
+        if multiples is not None:  # a custom scale (an imported checkpoint's yaml says it)
+            depth, width = (float(m) for m in multiples)
+        elif size in SIZES:
+            depth, width = SIZES[size]
+        else:
             raise ValueError(f"unknown yolov5 size {size!r}; expected one of {', '.join(SIZES)}")
-        depth, width = SIZES[size]
         self.num_classes = num_classes
         self.num_outputs = num_classes + 5
         self.backbone = Backbone(depth, width)
@@ -362,6 +366,14 @@ class YOLOv5(nn.Module):
 
 
 @register_model("detection", "yolov5")
-def yolov5(*, size: str = "n", **kw) -> YOLOv5:
-    """YOLOv5 detector; ``size`` is one of n, s, m, l, x."""
-    return YOLOv5(size=size, **kw)
+def yolov5(*, size: str | None = "n", weights: str | None = None, **kw) -> YOLOv5:
+    """YOLOv5 detector; ``size`` is one of n, s, m, l, x. ``weights``: an official YOLOv5
+    v6.0-v7.0 ``.pt`` file, whose depth, width and anchors replace the configured ones."""
+    if not weights:
+        return YOLOv5(size=size, **kw)
+    from visionzoo.detection.weights import import_weights, read_yolov5
+
+    def build(spec: dict, nc: int) -> YOLOv5:
+        return YOLOv5(**{**kw, **spec, "num_classes": kw.get("num_classes") or nc})
+
+    return import_weights(read_yolov5, weights, build)

@@ -31,6 +31,9 @@ SIZES = {
     "x": (1.33, 1.25, False),
 }
 STRIDES = (8, 16, 32)
+# What the network sees: our pipeline's 0-1 RGB as it is, or converted to the 0-255 BGR the
+# official YOLOX weights were trained on (no mean / std normalisation in either).
+INPUT_FORMATS = ("rgb", "bgr255")
 
 
 class ConvBNAct(nn.Sequential):
@@ -275,8 +278,15 @@ class YOLOX(nn.Module):
         iou_weight: float = 5.0,
         l1_weight: float = 1.0,
         prior_prob: float = 0.01,
+        input_format: str = "rgb",
     ) -> None:
         super().__init__()
+        if input_format not in INPUT_FORMATS:
+            raise ValueError(
+                f"model.input_format={input_format!r}; choose rgb (0-1 RGB, our pipeline's) or "
+                "bgr255 (0-255 BGR, the official YOLOX weights' convention)"
+            )
+        self.bgr255 = input_format == "bgr255"
         if size not in SIZES:
             raise ValueError(f"unknown yolox size {size!r}; expected one of {', '.join(SIZES)}")
         depth, width, depthwise = SIZES[size]
@@ -303,6 +313,8 @@ class YOLOX(nn.Module):
     def _raw(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """All levels flattened: outputs ``[B, N, 5 + C]`` (raw offsets, objectness and class
         logits), cell indices ``[N, 2]`` (x, y) and strides ``[N]``, N = Σ H_l·W_l."""
+        if self.bgr255:
+            images = images.flip(1) * 255.0
         outs, grids, strides = [], [], []
         for head, f, s in zip(self.heads, self.neck(self.backbone(images)), STRIDES, strict=True):
             p = head(f)
@@ -402,6 +414,15 @@ class YOLOX(nn.Module):
 
 
 @register_model("detection", "yolox")
-def yolox(*, size: str = "s", **kw) -> YOLOX:
-    """YOLOX detector; ``size`` is one of nano, tiny, s, m, l, x."""
-    return YOLOX(size=size, **kw)
+def yolox(*, size: str = "s", weights: str | None = None, **kw) -> YOLOX:
+    """YOLOX detector; ``size`` is one of nano, tiny, s, m, l, x. ``weights``: an official
+    YOLOX ``.pth``; its size replaces the configured one and the network takes over YOLOX's
+    0-255 BGR input convention (``input_format=bgr255``)."""
+    if not weights:
+        return YOLOX(size=size, **kw)
+    from visionzoo.detection.weights import import_weights, read_yolox
+
+    def build(spec: dict, nc: int) -> YOLOX:
+        return YOLOX(**{**kw, **spec, "num_classes": kw.get("num_classes") or nc})
+
+    return import_weights(read_yolox, weights, build)
