@@ -1,6 +1,7 @@
-"""The detection training recipe: the warm-up's starting bias learning rate follows the
-optimiser (Ultralytics: 0 under the Adam family, whose normalised steps make YOLO's 0.1 move
-BatchNorm shifts by O(1) within a few steps; 0.1 under SGD)."""
+"""The detection training recipe: the warm-up's starting bias learning rate and momentum follow
+the optimiser as in Ultralytics: under the Adam family the bias rate starts at 0 (Adam's
+normalised steps make YOLO's 0.1 move BatchNorm shifts by O(1) within a few steps) and beta1 is
+not warmed up; under SGD the bias rate starts at 0.1 and momentum at 0.8."""
 
 from __future__ import annotations
 
@@ -41,6 +42,10 @@ def test_warmup_bias_lr_follows_the_optimizer(optimizer, setting, start) -> None
     module._set_lr(opt, 0, nw)
     bias, weights, norms = opt.param_groups
     assert bias["lr"] == pytest.approx(start)
+    if optimizer is ADAMW:
+        assert all(g["betas"][0] == 0.9 for g in opt.param_groups)
+    else:
+        assert all(g["momentum"] == pytest.approx(0.8) for g in opt.param_groups)
     assert weights["lr"] == 0.0 and norms["lr"] == 0.0
     module._set_lr(opt, nw // 2, nw)  # halfway: linear from the start value to the target
     assert bias["lr"] == pytest.approx((start + optimizer["lr"]) / 2)

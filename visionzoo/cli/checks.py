@@ -181,7 +181,7 @@ BOOL_OPTIONS = (
 # Sections whose every leaf is a number (probabilities, gains, ranges) or a list of numbers.
 NUMBER_SECTIONS = ("data.augment",)
 # Options that take `auto` or a number ≥ 0.
-AUTO_NUMBER_OPTIONS = ("task.warmup_bias_lr",)
+AUTO_NUMBER_OPTIONS = ("task.warmup_bias_lr", "task.warmup_momentum")
 
 
 def _numbers_only(node: Any, key: str) -> None:

@@ -77,7 +77,8 @@ class DetectionModule(VisionModule):
       warm-up), clipped to ``grad_clip`` before each step;
     - warm-up over ``max(warmup_epochs × batches, warmup_min_iters)`` batches: biases start at
       ``warmup_bias_lr`` (``"auto"``: 0 under Adam / AdamW, as Ultralytics does, 0.1 otherwise),
-      the other groups at 0, momentum at ``warmup_momentum``; afterwards the
+      the other groups at 0, momentum at ``warmup_momentum`` (``"auto"``: 0.8 for SGD, Adam's
+      beta1 not warmed up, as Ultralytics does); afterwards the
       learning rate follows the scheduler's ``kind`` (linear / cosine / constant) per epoch down
       to ``min_lr_ratio``;
     - an EMA of the weights is what validation, checkpoints' ``ema`` entry and predict use.
@@ -92,7 +93,7 @@ class DetectionModule(VisionModule):
         grad_clip: float | None = 10.0,
         warmup_min_iters: int = 100,
         warmup_bias_lr: float | str = "auto",
-        warmup_momentum: float = 0.8,
+        warmup_momentum: float | str = "auto",
         ema: dict[str, float] | None = None,
         autoanchor: bool = True,
         plots: bool = True,
@@ -176,8 +177,20 @@ class DetectionModule(VisionModule):
         value = self.hparams.warmup_bias_lr
         if value != "auto":
             return float(value)
+        return 0.0 if self._adam_family() else 0.1
+
+    def _adam_family(self) -> bool:
         target = str((self.hparams.optimizer or {}).get("_target_", ""))
-        return 0.0 if target.rsplit(".", 1)[-1].lower().startswith("adam") else 0.1
+        return target.rsplit(".", 1)[-1].lower().startswith("adam")
+
+    def _warmup_momentum(self) -> float | None:
+        """Momentum (SGD) or beta1 (Adam) at the start of warm-up; ``None``: not warmed up.
+        ``auto``: YOLO's 0.8 for SGD; Adam's beta1 stays put, as in YOLOv5 and Ultralytics
+        (their warm-up sets a ``momentum`` key that Adam's parameter groups lack)."""
+        value = self.hparams.warmup_momentum
+        if value != "auto":
+            return float(value)
+        return None if self._adam_family() else 0.8
 
     def _set_lr(self, optimizer: torch.optim.Optimizer, ni: int, nw: int) -> int:
         """Learning rate and momentum of each group for batch ``ni``; returns accumulate."""
@@ -190,7 +203,9 @@ class DetectionModule(VisionModule):
             if warm:
                 start = self._warmup_bias_lr() if j == 0 else 0.0
                 lr = float(np.interp(ni, [0, nw], [start, lr]))
-                momentum = float(np.interp(ni, [0, nw], [self.hparams.warmup_momentum, momentum]))
+                start_momentum = self._warmup_momentum()
+                if start_momentum is not None:
+                    momentum = float(np.interp(ni, [0, nw], [start_momentum, momentum]))
             g["lr"] = lr
             if "betas" in g:
                 g["betas"] = (momentum, g["betas"][1])

@@ -26,7 +26,7 @@ from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
 from visionzoo.backbones import create_encoder
 from visionzoo.registry import register_model
@@ -41,6 +41,8 @@ class TimmFPN(nn.Module):
     ``pretrained_file`` is given. ``frozen_bn``: every encoder BatchNorm frozen (null: when
     the encoder starts from pretrained weights).
     ``fpn_norm``: BatchNorm in the FPN's convolutions (torchvision's ``_v2`` model).
+    ``extra_levels``: ``pool`` (a max-pooled level, Faster R-CNN's) or ``p6p7`` (two stride-2
+    convolutions on P5, RetinaNet's).
 
     ``trainable_layers`` counts the encoder's stages (timm ``feature_info`` entries: stem + 4 for a
     ResNet, as torchvision counts) that train, from the deepest; the stem and earlier stages are
@@ -61,6 +63,7 @@ class TimmFPN(nn.Module):
         trainable_layers: int | None = None,
         frozen_bn: bool | None = None,
         fpn_norm: bool = False,
+        extra_levels: str = "pool",
     ) -> None:
         super().__init__()
         if levels < 1:
@@ -97,7 +100,9 @@ class TimmFPN(nn.Module):
         self.fpn = FeaturePyramidNetwork(
             list(self.body.feature_info.channels()),
             out_channels,
-            extra_blocks=LastLevelMaxPool(),
+            extra_blocks=LastLevelP6P7(out_channels, out_channels)
+            if extra_levels == "p6p7"
+            else LastLevelMaxPool(),
             norm_layer=nn.BatchNorm2d if fpn_norm else None,
         )
         self.out_channels = out_channels
