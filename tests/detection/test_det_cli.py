@@ -137,11 +137,24 @@ def test_check_data_reports_bccd() -> None:
     assert "87" in proc.stdout and "RBC" in proc.stdout and "Platelets" in proc.stdout
 
 
+RCNN_LIGHT = {
+    "rpn_pre_nms_top_n_train": 300,
+    "rpn_post_nms_top_n_train": 100,
+    "rpn_pre_nms_top_n_test": 300,
+    "rpn_post_nms_top_n_test": 50,
+    "box_batch_size_per_image": 32,
+    "box_head_dim": 128,
+}
+
+
 @pytest.mark.parametrize("model", list_models("detection"))
 def test_fast_dev_run_every_detection_model(model: str, tmp_path: Path) -> None:
-    cfg = compose(
-        [*TINY_DET, f"model={model}", "trainer.fast_dev_run=true", "logger=none"], tmp_path
-    )
+    # the first warm-up step under AdamW has learning rate 0 in every group (Ultralytics'
+    # recipe); a bias rate lets one step show that the parameters are optimised
+    overrides = [*TINY_DET, f"model={model}", "trainer.fast_dev_run=true", "logger=none"]
+    if "rcnn" in model:  # CPU-sized proposal and RoI counts (the defaults are torchvision's)
+        overrides += [f"model.{k}={v}" for k, v in RCNN_LIGHT.items()]
+    cfg = compose([*overrides, "task.warmup_bias_lr=0.1"], tmp_path)
     trainer, module, datamodule = build_run(cfg, tmp_path)
     before = [p.detach().clone() for p in module.model.parameters()]
     trainer.fit(module, datamodule=datamodule)
