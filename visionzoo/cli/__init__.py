@@ -283,6 +283,8 @@ def metric_only_module(
         )
     datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()  # its label statistics are part of the module's options
+    # layers a weights file does not cover (another class count) start from seeded draws
+    pl.seed_everything(cfg.get("seed", 0), verbose=False)
     return build_module(cfg, family, datamodule.meta).eval(), datamodule
 
 
@@ -329,6 +331,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     out = {"checkpoint": cfg.ckpt_path, "split": stage, "metrics": metrics}
     if not cfg.ckpt_path:
         out["model"] = cfg.model.name
+        if cfg.model.get("weights"):
+            out["weights"] = cfg.model.weights
     (run_dir / "eval_metrics.json").write_text(json.dumps(out, indent=1))
     print_summary(f"eval on {stage}", metrics, paths)
     return metrics

@@ -271,9 +271,13 @@ def read_yolov5(path: str, ours: Builder) -> Imported:
     theirs = module_state(net)
     anchor_key = next(k for k in theirs if k.endswith(".anchors"))
     anchors = theirs[anchor_key].float() * torch.tensor([8.0, 16.0, 32.0])[:, None, None]
-    spec = {
-        "size": None,
-        "multiples": [float(yaml["depth_multiple"]), float(yaml["width_multiple"])],
+    from visionzoo.detection.models.yolov5 import SIZES
+
+    multiples = [float(yaml["depth_multiple"]), float(yaml["width_multiple"])]
+    size = next((k for k, v in SIZES.items() if all(map(math.isclose, v, multiples))), None)
+    spec = {  # a published size by its letter, a custom scale by its multiples
+        "size": size,
+        "multiples": None if size else multiples,
         "anchors": [[[round(v, 4) for v in a] for a in level] for level in anchors.tolist()],
     }
     model = ours(spec, nc)
