@@ -1,7 +1,7 @@
-"""The detection training recipe: the warm-up's starting bias learning rate and momentum follow
-the optimiser as in Ultralytics: under the Adam family the bias rate starts at 0 (Adam's
-normalised steps make YOLO's 0.1 move BatchNorm shifts by O(1) within a few steps) and beta1 is
-not warmed up; under SGD the bias rate starts at 0.1 and momentum at 0.8."""
+"""The detection warm-up's ``auto`` settings follow the optimiser as Ultralytics does: under the
+Adam family the bias rate starts at 0 (Adam's normalised steps make YOLO's 0.1 move BatchNorm
+shifts by O(1) within a few steps) and beta1 is not warmed up; under SGD the bias rate starts at
+0.1 and momentum at 0.8. Numbers are taken as given."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def warm_module(optimizer: dict, **kw) -> DetectionModule:
     [(ADAMW, "auto", 0.0), (SGD, "auto", 0.1), (ADAMW, 0.05, 0.05), (SGD, 0.0, 0.0)],
 )
 def test_warmup_bias_lr_follows_the_optimizer(optimizer, setting, start) -> None:
-    module = warm_module(optimizer, warmup_bias_lr=setting)
+    module = warm_module(optimizer, warmup_bias_lr=setting, warmup_momentum="auto")
     opt = module.configure_optimizers()
     nw = 100
     module._set_lr(opt, 0, nw)
