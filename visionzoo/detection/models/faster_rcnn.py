@@ -11,6 +11,8 @@ letterboxes. Module names equal torchvision's ``fasterrcnn_resnet50_fpn``, so wi
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -217,6 +219,39 @@ class OHEMRoIHeads(RoIHeads):
         )
 
 
+def torchvision_forward(
+    model: nn.Module,
+    run: Callable[..., Any],
+    images: torch.Tensor,
+    targets: list[dict[str, torch.Tensor]] | None,
+    label_offset: int,
+) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
+    """Our detection contract around a torchvision detector's ``forward`` (``run``): the
+    module's mode picks the branch, as in torchvision; labels ``0..C-1`` are shifted by
+    ``label_offset`` (1 where torchvision reserves class 0 for background) on the way in and
+    back on the way out; boxes without area are dropped from the targets (torchvision refuses
+    them; clipping can make them); training returns the losses and their sum as ``loss``."""
+    if model.training != (targets is not None):
+        raise ValueError(
+            f"{type(model).__name__} computes losses in train mode (pass targets) and detections "
+            f"in eval mode (no targets); it is in {'train' if model.training else 'eval'} mode "
+            f"and got targets={'None' if targets is None else 'a list'}: call model.train() or "
+            ".eval()"
+        )
+    if targets is None:
+        return [
+            {"boxes": d["boxes"], "scores": d["scores"], "labels": d["labels"] - label_offset}
+            for d in run(list(images))
+        ]
+    kept = []
+    for t in targets:
+        boxes = t["boxes"].to(images.dtype).reshape(-1, 4)
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        kept.append({"boxes": boxes[keep], "labels": t["labels"].long()[keep] + label_offset})
+    losses = run(list(images), kept)
+    return {"loss": sum(losses.values()), **{k: v.detach() for k, v in losses.items()}}
+
+
 class LetterboxedTransform(GeneralizedRCNNTransform):
     """Normalisation and batching only: images arrive letterboxed at their final size, so the
     resize is the identity and boxes are in input pixels on the way in and out."""
@@ -340,25 +375,7 @@ class FasterRCNN(TorchvisionFasterRCNN):
     def forward(
         self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None
     ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
-        if self.training != (targets is not None):
-            raise ValueError(
-                "FasterRCNN computes losses in train mode (pass targets) and detections in eval "
-                f"mode (no targets); it is in {'train' if self.training else 'eval'} mode and got "
-                f"targets={'None' if targets is None else 'a list'}: call model.train() or .eval()"
-            )
-        if targets is None:
-            return [
-                {"boxes": d["boxes"], "scores": d["scores"], "labels": d["labels"] - 1}
-                for d in super().forward(list(images))
-            ]
-        shifted = []
-        for t in targets:
-            boxes = t["boxes"].to(images.dtype).reshape(-1, 4)
-            # torchvision refuses boxes without area (clipping can make them); they teach nothing
-            keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-            shifted.append({"boxes": boxes[keep], "labels": t["labels"].long()[keep] + 1})
-        losses = super().forward(list(images), shifted)
-        return {"loss": sum(losses.values()), **{k: v.detach() for k, v in losses.items()}}
+        return torchvision_forward(self, super().forward, images, targets, label_offset=1)
 
 
 @register_model("detection", "faster_rcnn")

@@ -14,7 +14,11 @@ import torch
 from torchvision.models.detection import RetinaNet as TorchvisionRetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 
-from visionzoo.detection.models.faster_rcnn import LetterboxedTransform, TimmFPN
+from visionzoo.detection.models.faster_rcnn import (
+    LetterboxedTransform,
+    TimmFPN,
+    torchvision_forward,
+)
 from visionzoo.registry import register_model
 
 
@@ -82,24 +86,8 @@ class RetinaNet(TorchvisionRetinaNet):
     def forward(
         self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None
     ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
-        if self.training != (targets is not None):
-            raise ValueError(
-                "RetinaNet computes losses in train mode (pass targets) and detections in eval "
-                f"mode (no targets); it is in {'train' if self.training else 'eval'} mode: call "
-                "model.train() or .eval()"
-            )
-        if targets is None:
-            return [
-                {"boxes": d["boxes"], "scores": d["scores"], "labels": d["labels"]}
-                for d in super().forward(list(images))
-            ]
-        kept = []
-        for t in targets:
-            boxes = t["boxes"].to(images.dtype).reshape(-1, 4)
-            keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-            kept.append({"boxes": boxes[keep], "labels": t["labels"].long()[keep]})
-        losses = super().forward(list(images), kept)
-        return {"loss": sum(losses.values()), **{k: v.detach() for k, v in losses.items()}}
+        # RetinaNet has no background class: our labels are its own
+        return torchvision_forward(self, super().forward, images, targets, label_offset=0)
 
 
 @register_model("detection", "retinanet")
