@@ -324,10 +324,12 @@ def _plain_state(path: str) -> dict[str, torch.Tensor]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        raise ValueError(
-            f"model.weights={path}: not a state-dict checkpoint torch.load(weights_only=True) "
-            f"can read ({str(err).splitlines()[0]})"
-        ) from None
+        reason = (
+            "it holds pickled objects (a YOLOv5 .pt goes with model=yolov5)"
+            if isinstance(err, pickle.UnpicklingError)
+            else str(err).splitlines()[0]
+        )
+        raise ValueError(f"model.weights={path}: not a state-dict checkpoint: {reason}") from None
     if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict):
         ckpt = ckpt["model"]
     if not isinstance(ckpt, dict) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
