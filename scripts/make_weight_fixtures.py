@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests" / "detection"))
 from weight_fixtures import FIXTURES, REFERENCE, fake_images, fake_weights  # noqa: E402
 
 
-def official_yolov5(nc: int, anchors: list[list[int]]):
+def official_yolov5(nc: int, anchors: list[list[int]], depth: float = 0.33, width: float = 0.03125):
     import yolov5.models.common as common
     import yolov5.models.yolo as yolo
     from yolov5.models import __path__ as models_path
@@ -43,7 +43,7 @@ def official_yolov5(nc: int, anchors: list[list[int]]):
     import yaml
 
     cfg = yaml.safe_load(Path(models_path[0], "yolov5n.yaml").read_text())
-    cfg.update(nc=nc, width_multiple=0.03125, anchors=anchors)
+    cfg.update(nc=nc, depth_multiple=depth, width_multiple=width, anchors=anchors)
     return yolo.DetectionModel(cfg, ch=3, nc=nc)
 
 

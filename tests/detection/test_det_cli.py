@@ -13,7 +13,13 @@ from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from visionzoo.cli import build_run, eval_entry
+from visionzoo.cli import (
+    build_run,
+    check_data_entry,
+    eval_entry,
+    export_entry,
+    predict_entry,
+)
 from visionzoo.registry import list_models
 
 
@@ -25,7 +31,7 @@ def _synthetic_root(run_dir: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_train_eval_predict_export_end_to_end(tmp_path: Path) -> None:
+def test_train_eval_predict_export_end_to_end(tmp_path: Path, capsys) -> None:
     run_dir = tmp_path / "run"
     proc = run_cli("train.py", *TINY_DET, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -55,13 +61,15 @@ def test_train_eval_predict_export_end_to_end(tmp_path: Path) -> None:
     assert hp["task_name"] == "detection" and hp["model"]["name"] == "yolov5"
     assert hp["data_meta"]["class_names"] == ["circle", "square", "triangle"]
 
-    proc = run_cli(
-        "eval.py",
+    # eval / predict / export in-process: the script files run as subprocesses in the toy
+    # family's end-to-end test, and every process start costs seconds of imports
+    code, err = run_entry(
+        eval_entry,
         f"ckpt_path={best}",
         "save_predictions=true",
         f"hydra.run.dir={tmp_path / 'eval'}",
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert code == 0, err[-3000:]
     evaluated = json.loads((tmp_path / "eval" / "eval_metrics.json").read_text())["metrics"]
     assert evaluated["val/map"] == pytest.approx(metrics["val/map_best"], abs=1e-6)
     root = _synthetic_root(run_dir)
@@ -90,10 +98,10 @@ def test_train_eval_predict_export_end_to_end(tmp_path: Path) -> None:
     one_by_one = json.loads((tmp_path / "eval1" / "predictions.json").read_text())
 
     out = tmp_path / "pred"
-    proc = run_cli(
-        "predict.py", f"ckpt_path={best}", f"input={root / 'images' / 'val'}", f"output={out}"
+    code, err = run_entry(
+        predict_entry, f"ckpt_path={best}", f"input={root / 'images' / 'val'}", f"output={out}"
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert code == 0, err[-3000:]
     results = json.loads((out / "predictions.json").read_text())
     assert results and {"image_id", "category_id", "bbox", "score"} <= set(results[0])
     assert {r["category_id"] for r in results} <= {1, 2, 3}
@@ -122,19 +130,22 @@ def test_train_eval_predict_export_end_to_end(tmp_path: Path) -> None:
     assert coco_map(results) == pytest.approx(coco_map(one_by_one), abs=1e-9)
 
     pytest.importorskip("onnxruntime")
-    proc = run_cli("export.py", f"ckpt_path={best}", f"output={tmp_path / 'm.onnx'}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    diff = float(proc.stdout.strip().rsplit(" ", 1)[-1])
+    capsys.readouterr()
+    code, err = run_entry(export_entry, f"ckpt_path={best}", f"output={tmp_path / 'm.onnx'}")
+    assert code == 0, err[-3000:]
+    diff = float(capsys.readouterr().out.strip().rsplit(" ", 1)[-1])
     assert diff < 1e-4 and (tmp_path / "m.onnx").is_file()
 
 
-def test_check_data_reports_bccd() -> None:
+def test_check_data_reports_bccd(capsys) -> None:
     data = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "bccd"
     if not data.is_dir():
         pytest.skip("shared BCCD data not present")
-    proc = run_cli("check_data.py", "data=bccd", "splits=[val]", "decode_images=false")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "87" in proc.stdout and "RBC" in proc.stdout and "Platelets" in proc.stdout
+    capsys.readouterr()
+    code, err = run_entry(check_data_entry, "data=bccd", "splits=[val]", "decode_images=false")
+    assert code == 0, err[-3000:]
+    out = capsys.readouterr().out
+    assert "87" in out and "RBC" in out and "Platelets" in out
 
 
 RCNN_LIGHT = {
@@ -233,8 +244,13 @@ def test_ddp_validation_gathers_every_rank(tmp_path: Path, monkeypatch) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((run_dir / "metrics.json").read_text())
     last = result["paths"]["last checkpoint"]
-    proc = run_cli("eval.py", f"ckpt_path={last}", f"hydra.run.dir={tmp_path / 'eval'}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # in-process, as one subprocess under OMP_NUM_THREADS=1 would
+    try:
+        code, err = run_entry(eval_entry, f"ckpt_path={last}", f"hydra.run.dir={tmp_path / 'eval'}")
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0, err[-3000:]
     single = json.loads((tmp_path / "eval" / "eval_metrics.json").read_text())["metrics"]
     assert single["val/map"] == pytest.approx(result["metrics"]["val/map"], abs=1e-9)
     assert single["val/mar_100"] == pytest.approx(result["metrics"]["val/mar_100"], abs=1e-9)

@@ -5,6 +5,7 @@ shifts by O(1) within a few steps) and beta1 is not warmed up; under SGD the bia
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -51,3 +52,35 @@ def test_warmup_bias_lr_follows_the_optimizer(optimizer, setting, start) -> None
     assert bias["lr"] == pytest.approx((start + optimizer["lr"]) / 2)
     module._set_lr(opt, nw, nw)  # warm-up over: every group at the scheduled rate
     assert bias["lr"] == pytest.approx(optimizer["lr"]) == weights["lr"]
+
+
+def test_quadratic_warmup_is_yolox_and_min_lr_epochs_hold_the_floor() -> None:
+    """``warmup_shape=quadratic``: YOLOX's ``lr · (i / n)²`` from 0 for every group, momentum
+    left alone; ``min_lr_epochs``: the decay reaches ``min_lr_ratio`` that many epochs before
+    the end and stays there (YOLOX's no-augmentation epochs)."""
+    module = warm_module(SGD, warmup_shape="quadratic", min_lr_epochs=3, warmup_momentum=0.937)
+    module.hparams.scheduler = {"kind": "cosine", "warmup_epochs": 1, "min_lr_ratio": 0.05}
+    opt = module.configure_optimizers()
+    nw = 40
+    for ni in (0, 10, 20, 39):
+        module._set_lr(opt, ni, nw)
+        for g in opt.param_groups:
+            assert g["lr"] == pytest.approx(SGD["lr"] * (ni / nw) ** 2)
+            assert g["momentum"] == pytest.approx(0.937)
+    # max_epochs 10, 3 at the floor: cosine over epochs 0..7, epoch 7 onwards at 0.05 × lr
+    for epoch, factor in ((0, 1.0), (2, 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * 2 / 7)))):
+        module._trainer.current_epoch = epoch
+        module._set_lr(opt, 1000, nw)
+        assert opt.param_groups[1]["lr"] == pytest.approx(SGD["lr"] * factor)
+    for epoch in (7, 8, 9):
+        module._trainer.current_epoch = epoch
+        module._set_lr(opt, 1000, nw)
+        assert opt.param_groups[1]["lr"] == pytest.approx(SGD["lr"] * 0.05)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("warmup_shape", "quadratik"), ("min_lr_epochs", -1), ("min_lr_epochs", 1.5)]
+)
+def test_bad_warmup_options_are_refused_by_name(key, value) -> None:
+    with pytest.raises(ValueError, match=f"task.{key}="):
+        warm_module(SGD, **{key: value})

@@ -36,6 +36,7 @@ from visionzoo.bench.harness import (
 )
 from visionzoo.bench.report import md_header, md_table, raw_table
 from visionzoo.core.ema import ModelEMA
+from visionzoo.detection import bench_rcnn
 from visionzoo.detection.formats import read_voc, write_yolo
 from visionzoo.detection.module import training_losses, unit_images
 
@@ -122,10 +123,20 @@ def _ultralytics_version(py: str) -> str:
 
 
 def run(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    """BCCD yolov5n: ours (`train.py experiment=bccd_yolov5n`) vs Ultralytics' YOLOv5nu from
-    scratch, each as its users run it, alternating whole training runs of the same length."""
+    """The comparisons ``--compare`` names, each under its own key."""
     if not (REPO / BCCD).is_dir():
         raise SystemExit(f"error: the detection suite needs {BCCD}")
+    result: dict[str, Any] = {"compare": list(args.compare)}
+    if "ultralytics" in args.compare:
+        result.update(run_ultralytics(args, device))
+    if "torchvision" in args.compare:
+        result["faster_rcnn"] = bench_rcnn.run(args, device)
+    return result
+
+
+def run_ultralytics(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """BCCD yolov5n: ours (`train.py experiment=bccd_yolov5n`) vs Ultralytics' YOLOv5nu from
+    scratch, each as its users run it, alternating whole training runs of the same length."""
     py = args.ultralytics_python
     if py is None and not args.tiny:
         raise SystemExit(
@@ -241,8 +252,25 @@ def _quality(
 
 
 def markdown(result: dict[str, Any]) -> str:
+    lines = md_header(
+        "Detection on BCCD: " + ", ".join(_TITLES[c] for c in result["compare"]), result
+    )
+    if "settings" in result:
+        lines += _markdown_ultralytics(result)
+    if "faster_rcnn" in result:
+        lines += bench_rcnn.markdown_lines(result["faster_rcnn"])
+    return "\n".join(lines)
+
+
+_TITLES = {
+    "ultralytics": "visionzoo yolov5n vs Ultralytics YOLOv5nu",
+    "torchvision": "Faster R-CNN vs torchvision's training loop",
+}
+
+
+def _markdown_ultralytics(result: dict[str, Any]) -> list[str]:
     s = result["settings"]
-    lines = md_header("Detection: visionzoo yolov5n vs Ultralytics YOLOv5nu on BCCD", result)
+    lines = ["## yolov5n: ours vs Ultralytics YOLOv5nu", ""]
     lines += [
         f"Data: {s['data']}; {s['image_size']} px, batch {s['batch_size']}, from scratch, CPU. "
         f"Each timed run is a whole `{s['epochs_per_timed_run']}`-epoch training command "
@@ -276,10 +304,19 @@ def markdown(result: dict[str, Any]) -> str:
             "",
         ]
     lines += ["### Raw timings", "", raw_table({k: v["raw"] for k, v in t.items()}), ""]
-    return "\n".join(lines)
+    return lines
 
 
 def add_arguments(group: Any) -> None:
+    group.add_argument(
+        "--compare",
+        nargs="+",
+        choices=("ultralytics", "torchvision"),
+        default=["ultralytics"],
+        help="ultralytics: yolov5n vs Ultralytics' YOLOv5nu (default); torchvision: "
+        "experiment=bccd_faster_rcnn vs torchvision's plain loop on the same network and batches "
+        "(--epochs: its run length, default 8)",
+    )
     group.add_argument(
         "--ultralytics-python",
         default=os.environ.get("VZ_ULTRALYTICS_PYTHON"),

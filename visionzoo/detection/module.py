@@ -21,6 +21,7 @@ from visionzoo.core.utils import atomic_write_bytes, call_spec
 from visionzoo.detection import transforms as T
 from visionzoo.detection.metrics import DetectionEvaluator
 
+WARMUP_SHAPES = ("linear", "quadratic")
 METRIC_KEYS = ("map", "map50", "map75", "map_small", "map_medium", "map_large", "mar_100")
 METRIC_KEYS += ("precision", "recall", "f1")
 
@@ -80,7 +81,9 @@ class DetectionModule(VisionModule):
       the other groups at 0, momentum at ``warmup_momentum`` (``"auto"``: 0.8 for SGD, Adam's
       beta1 not warmed up, as Ultralytics does); afterwards the
       learning rate follows the scheduler's ``kind`` (linear / cosine / constant) per epoch down
-      to ``min_lr_ratio``;
+      to ``min_lr_ratio``, reached ``min_lr_epochs`` before the end and held there;
+      ``warmup_shape="quadratic"`` is YOLOX's warm-up instead: every group's rate grows as
+      ``lr · (i / n)²`` from 0 (bias rate and momentum not warmed separately);
     - an EMA of the weights is what validation, checkpoints' ``ema`` entry and predict use.
     """
 
@@ -94,6 +97,8 @@ class DetectionModule(VisionModule):
         warmup_min_iters: int = 100,
         warmup_bias_lr: float | str = 0.1,
         warmup_momentum: float | str = 0.8,
+        warmup_shape: str = "linear",
+        min_lr_epochs: int = 0,
         ema: dict[str, float] | None = None,
         autoanchor: bool = True,
         plots: bool = True,
@@ -101,6 +106,18 @@ class DetectionModule(VisionModule):
         **base_kw: Any,
     ) -> None:
         super().__init__(**base_kw)
+        if warmup_shape not in WARMUP_SHAPES:
+            raise ValueError(
+                f"task.warmup_shape={warmup_shape!r}; choose one of {', '.join(WARMUP_SHAPES)}"
+            )
+        if (
+            isinstance(min_lr_epochs, bool)
+            or not isinstance(min_lr_epochs, int)
+            or min_lr_epochs < 0
+        ):
+            raise ValueError(
+                f"task.min_lr_epochs={min_lr_epochs!r}; give a whole number of epochs ≥ 0"
+            )
         self.automatic_optimization = False
         meta = self.hparams.data_meta or {}
         self.num_classes = self.model.num_classes
@@ -163,7 +180,9 @@ class DetectionModule(VisionModule):
         spec = self.hparams.scheduler or {}
         kind = spec.get("kind", "constant") if spec else "constant"
         final = spec.get("min_lr_ratio", 0.01)
-        t = epoch / max(self.trainer.max_epochs or 1, 1)
+        # the decay ends min_lr_epochs before the last epoch; those epochs stay at the floor
+        span = max((self.trainer.max_epochs or 1) - self.hparams.min_lr_epochs, 1)
+        t = min(epoch / span, 1.0)
         if kind == "linear":
             return (1 - t) * (1 - final) + final
         if kind == "cosine":
@@ -200,7 +219,9 @@ class DetectionModule(VisionModule):
         for j, g in enumerate(optimizer.param_groups):
             lr = g["initial_lr"] * factor
             momentum = g["initial_momentum"]
-            if warm:
+            if warm and self.hparams.warmup_shape == "quadratic":
+                lr *= (ni / nw) ** 2
+            elif warm:
                 start = self._warmup_bias_lr() if j == 0 else 0.0
                 lr = float(np.interp(ni, [0, nw], [start, lr]))
                 start_momentum = self._warmup_momentum()
