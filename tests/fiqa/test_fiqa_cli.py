@@ -20,6 +20,8 @@ DATA = {  # the synthetic degraded faces, tiny: 3 evaluation identities × 6 ima
     "num_val_ids": 3,
     "images_per_id": 6,
     "levels": [0.5, 1.0],
+    "clean_per_id": 2,
+    "nuisance": 0.2,
     "size": 32,
     "seed": 0,
 }
@@ -85,6 +87,7 @@ def test_one_eval_compares_every_method(runs: dict) -> None:
         assert 0 <= m[f"val/pauc/{name}"] <= 0.3 + 1e-6  # FNMR ≤ 1 over a 0.3 range
     # the oracle's scores are 1 − level: a perfect (negative) rank correlation with the level
     assert m["val/srcc_level/oracle"] == pytest.approx(-1.0)
+    assert m["val/srcc_degraded/oracle"] == pytest.approx(-1.0)  # and among the degraded alone
     table = list(csv.DictReader(open(runs["eval"] / "pauc_val.csv")))
     assert [r["method"] for r in table] == methods
     assert (runs["eval"] / "edc_val.png").stat().st_size > 0

@@ -7,7 +7,8 @@ name, trained face-quality checkpoints, or precomputed quality scores from a CSV
 the same comparisons: the recogniser's cosine similarities of the evaluation pairs, or a
 precomputed ``similarities`` CSV. It logs ``pauc/<method>`` (pAUC up to ``edc.limit``),
 ``pauc_rel/<method>`` (minus the theoretical best), ``fnmr@<limit>/<method>`` and the same for
-random qualities, SRCC against the quality labels and against degradation levels, and writes
+random qualities, SRCC against the quality labels and against degradation levels (all images,
+and ``srcc_degraded/<method>`` over the degraded ones alone), and writes
 ``edc_<stage>.png`` and ``pauc_<stage>.csv``.
 """
 
@@ -160,6 +161,8 @@ class FIQAModule(VisionModule):
                     "no quality labels for training: give data.labels=<csv path,quality> or "
                     "task.recognizer=<recognition .ckpt> for FaceQnet / SDD-FIQA pseudo-labels"
                 )
+            if split == "train" and hasattr(self.model, "set_target_stats"):
+                self.model.set_target_stats(dataset.targets)  # the same values on resume
         rank_zero_info(f"fiqa: training on {source} quality labels")
 
     @torch.no_grad()
@@ -273,6 +276,10 @@ class FIQAModule(VisionModule):
             ok = np.isfinite(levels) & np.isfinite(q)
             if ok.sum() >= 2 and np.ptp(levels[ok]) > 0 and np.ptp(q[ok]) > 0:
                 scalars[f"srcc_level/{name}"] = float(stats.spearmanr(q[ok], levels[ok]).statistic)
+            bad = ok & (levels > 0)  # the degraded images alone: the order among the levels
+            if bad.sum() >= 2 and np.ptp(levels[bad]) > 0 and np.ptp(q[bad]) > 0:
+                rho = stats.spearmanr(q[bad], levels[bad]).statistic
+                scalars[f"srcc_degraded/{name}"] = float(rho)
         comparisons = self._comparisons(samples, dataset, datamodule)
         if comparisons is not None:
             scalars.update(self._edc_report(stage, qualities, *comparisons))

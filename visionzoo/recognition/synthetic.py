@@ -185,14 +185,17 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return xx, yy
 
 
-def _pose_and_light(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One remap for rotation, scale, shift and fake yaw; then lighting, blur and noise."""
+def _pose_and_light(image: np.ndarray, rng: np.random.Generator, nuisance: float = 1.0) -> np.ndarray:
+    """One remap for rotation, scale, shift and fake yaw; then lighting, blur and noise, each
+    scaled by ``nuisance`` (1 = the recognition set's spread, 0 = none; the same draws either
+    way, so a seed gives the same faces)."""
     size = image.shape[0]
+    n = np.float32(nuisance)
     xx, yy = _grid(size)
-    angle = np.deg2rad(rng.uniform(-10, 10))
-    scale = rng.uniform(0.9, 1.1)
-    shift = (rng.uniform(-0.05, 0.05, 2) * size).astype(np.float32)
-    yaw = np.float32(rng.uniform(-0.35, 0.35) / size)
+    angle = np.deg2rad(rng.uniform(-10, 10)) * n
+    scale = 1 + (rng.uniform(0.9, 1.1) - 1) * n
+    shift = (rng.uniform(-0.05, 0.05, 2) * size * n).astype(np.float32)
+    yaw = np.float32(rng.uniform(-0.35, 0.35) / size) * n
     # Destination -> source: undo shift, rotation and scale about the centre ...
     dx, dy = xx - shift[0], yy - shift[1]
     c, s = np.float32(np.cos(angle) / scale), np.float32(np.sin(angle) / scale)
@@ -205,18 +208,22 @@ def _pose_and_light(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     direction = rng.normal(size=2)
     direction /= np.linalg.norm(direction) + 1e-9
     ramp = (xx * np.float32(direction[0]) + yy * np.float32(direction[1])) / np.float32(size)
-    light = np.float32(rng.uniform(0.7, 1.25)) * (1 + np.float32(rng.uniform(0, 0.6)) * ramp)
-    out *= light[..., None] * rng.uniform(0.92, 1.08, 3).astype(np.float32)
-    sigma = rng.uniform(0, 1.4)
+    gain = 1 + (np.float32(rng.uniform(0.7, 1.25)) - 1) * n
+    light = gain * (1 + np.float32(rng.uniform(0, 0.6)) * n * ramp)
+    out *= light[..., None] * (1 + (rng.uniform(0.92, 1.08, 3) - 1) * n).astype(np.float32)
+    sigma = rng.uniform(0, 1.4) * nuisance
     if sigma > 0.3:
         out = cv2.GaussianBlur(out, (0, 0), sigma)
-    out += rng.standard_normal(out.shape, dtype=np.float32) * np.float32(rng.uniform(2, 9))
+    out += rng.standard_normal(out.shape, dtype=np.float32) * np.float32(rng.uniform(2, 9) * n)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def render_face(identity: FaceIdentity, rng: np.random.Generator, size: int = 112) -> np.ndarray:
-    """One image of ``identity``: ``(size, size, 3)`` uint8 RGB."""
-    return _pose_and_light(_draw_face(identity, rng, size), rng)
+def render_face(
+    identity: FaceIdentity, rng: np.random.Generator, size: int = 112, nuisance: float = 1.0
+) -> np.ndarray:
+    """One image of ``identity``: ``(size, size, 3)`` uint8 RGB; ``nuisance`` scales its
+    per-image pose, lighting, blur and noise (see ``_pose_and_light``)."""
+    return _pose_and_light(_draw_face(identity, rng, size), rng, nuisance)
 
 
 @register_generator("face_identities")

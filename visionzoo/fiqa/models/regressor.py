@@ -4,7 +4,9 @@ similarity to the identity's most compliant image, squared-error regression) and
 et al. 2021, "SDD-FIQA: unsupervised face image quality assessment with similarity
 distribution distance"; labels: Wasserstein distance of intra- and inter-class similarity
 distributions, Smooth-L1 regression). Both are a timm trunk (pooled features) → dropout → FC
-→ one quality value in label units (0–100)."""
+→ one quality value in label units (0–100). The FC's output is in units of the training labels'
+spread about their mean (``set_target_stats``), so the head starts at the labels' level whatever
+range they occupy (similarity-to-best labels sit in a narrow band near 100)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ from visionzoo.registry import register_model
 
 
 class QualityRegressor(nn.Module):
-    """``(B, in_chans, H, W) -> (B,)`` quality: ``100 × fc(dropout(trunk(x)))``.
+    """``(B, in_chans, H, W) -> (B,)`` quality: ``100 × (mean + std × fc(dropout(trunk(x))))``
+    with the training labels' mean and standard deviation / 100 (buffers, saved with the
+    weights; 0 and 1 until ``set_target_stats``).
 
     ``backbone``: a timm model name (random init, or ``pretrained_file``: a local timm state
     dict whose classifier is dropped). ``loss_name``: ``mse`` (FaceQnet) or ``smooth_l1``
@@ -50,11 +54,23 @@ class QualityRegressor(nn.Module):
             self.trunk.load_state_dict(state, strict=True)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.trunk.num_features, 1)
+        self.register_buffer("target_mean", torch.tensor(0.0))
+        self.register_buffer("target_std", torch.tensor(1.0))
         self.loss_name = loss_name
         self.default_labels = default_labels
 
+    @torch.no_grad()
+    def set_target_stats(self, labels: Any) -> None:
+        """Set the output's centre and scale from training labels (0–100; NaNs ignored)."""
+        t = torch.as_tensor(labels, dtype=torch.float64).flatten() / 100.0
+        t = t[torch.isfinite(t)]
+        if len(t):
+            self.target_mean.fill_(float(t.mean()))
+            self.target_std.fill_(max(float(t.std(unbiased=False)), 1e-3))
+
     def forward(self, images: torch.Tensor, landmarks: torch.Tensor | None = None) -> torch.Tensor:
-        return 100.0 * self.fc(self.dropout(self.trunk(images))).squeeze(1)
+        z = self.fc(self.dropout(self.trunk(images))).squeeze(1)
+        return 100.0 * (self.target_mean + self.target_std * z)
 
 
 @register_model("fiqa", "faceqnet", higher_is_better=True)
