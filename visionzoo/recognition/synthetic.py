@@ -185,7 +185,9 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return xx, yy
 
 
-def _pose_and_light(image: np.ndarray, rng: np.random.Generator, nuisance: float = 1.0) -> np.ndarray:
+def _pose_and_light(
+    image: np.ndarray, rng: np.random.Generator, nuisance: float = 1.0
+) -> np.ndarray:
     """One remap for rotation, scale, shift and fake yaw; then lighting, blur and noise, each
     scaled by ``nuisance`` (1 = the recognition set's spread, 0 = none; the same draws either
     way, so a seed gives the same faces)."""
