@@ -62,6 +62,7 @@ TINY = {
         "data.synthetic.num_train_ids=4",
         "data.synthetic.num_val_ids=3",
         "data.synthetic.images_per_id=4",
+        "data.synthetic.clean_per_id=1",
         "data.synthetic.size=32",
         "data.image_size=[32,32]",
         "model.backbone=test_resnet",
